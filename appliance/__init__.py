@@ -1,0 +1,1 @@
+"""The call engine: lines, calls, media, configuration, journal, control API, CLI."""

@@ -1,0 +1,235 @@
+"""The ``hotline`` command: run the engine, the web UI, the virtual twin; ask the box."""
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from .config import ConfigStore
+from .control import ControlClient, JsonLineServer
+from .engine import SOCKET_NAME, Engine
+from .errors import ApplianceError, ControlError
+from .paths import default_data_dir
+
+log = logging.getLogger("hotline")
+
+TWIN_SOCKET = "twin.sock"
+
+
+def main(argv=None):
+    """Entry point of the ``hotline`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"%(asctime)s {args.command}: %(levelname)s %(name)s: %(message)s")
+    args.data = os.path.abspath(args.data)
+    try:
+        return args.handler(args) or 0
+    except ApplianceError as err:
+        print(f"hotline {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="hotline", description="The hot-line appliance.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, handler, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data", default=default_data_dir(), metavar="DIR",
+                       help="data directory (default: %(default)s)")
+        p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+        p.set_defaults(handler=handler)
+        return p
+
+    command("engine", cmd_engine, "run the call engine (owns lines and calls)")
+    web = command("web", cmd_web, "serve the web UI")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    web.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    run = command("run", cmd_run, "start the virtual twin (if configured), the engine and the web UI")
+    run.add_argument("--host", default="127.0.0.1", help="web UI address (default: %(default)s)")
+    run.add_argument("--port", type=int, default=8080, help="web UI port (default: %(default)s)")
+    command("twin", cmd_twin, "run the virtual modems and phones of the configuration's 'virtual' section")
+    status = command("status", cmd_status, "print the box's live state as JSON")
+    status.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    call = command("call", cmd_call, "ring a virtual line of the running box as a caller would")
+    call.add_argument("--line", required=True, help="line id, e.g. gsm1")
+    call.add_argument("--from", dest="caller", required=True, metavar="NUMBER", help="the caller's number")
+    call.add_argument("--digits", default="", help="DTMF keys to press once answered")
+    call.add_argument("--hold", type=float, default=3.0, metavar="SECONDS",
+                      help="seconds to stay on the line after dialling (default: %(default)s)")
+    call.add_argument("--json", action="store_true", help="print the result as JSON")
+    calls = command("calls", cmd_calls, "list the newest calls in the journal")
+    calls.add_argument("--last", type=int, default=10, metavar="N", help="how many (default: %(default)s)")
+    calls.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _wait_for_signal():
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_engine(args):
+    """hotline engine"""
+    engine = Engine(args.data)
+    stop = _wait_for_signal()
+    engine.start()
+    loop = threading.Thread(target=engine.run, name="engine-loop")
+    loop.start()
+    stop.wait()
+    engine.stop()
+    loop.join(timeout=5)
+
+
+def cmd_web(args):
+    """hotline web"""
+    import waitress
+
+    from web_ui import create_app
+
+    app = create_app({"DATA_DIR": args.data})
+    log.info("web UI on http://%s:%d/", args.host, args.port)
+    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="hotline")
+
+
+def cmd_twin(args):
+    """hotline twin"""
+    from hardware.virtual.world import TwinError, VirtualWorld
+
+    config = ConfigStore(args.data).read()
+    world = VirtualWorld(config["virtual"], args.data)
+
+    def handle(request):
+        try:
+            if request["cmd"] == "status":
+                return world.describe()
+            if request["cmd"] == "call":
+                return world.place_call(request["line"], request["from"], request.get("digits", ""),
+                                        float(request.get("hold", 3.0)), tone=request.get("tone"))
+        except (TwinError, KeyError, ValueError) as err:
+            raise ControlError(str(err)) from err
+        raise ControlError(f"unknown command {request['cmd']!r}")
+
+    server = JsonLineServer(os.path.join(args.data, TWIN_SOCKET), handle)
+    stop = _wait_for_signal()
+    server.start()
+    log.info("virtual twin ready: %s", json.dumps(world.describe()))
+    stop.wait()
+    server.close()
+    world.close()
+
+
+def cmd_run(args):
+    """hotline run"""
+    os.makedirs(args.data, exist_ok=True)
+    base = [sys.executable, "-m", "appliance.cli"]
+    data = ["--data", args.data]
+    config = ConfigStore(args.data).read()
+    plan = []
+    if config["virtual"]["modems"] or config["virtual"]["phones"]:
+        plan.append(base + ["twin"] + data)
+    plan.append(base + ["engine"] + data)
+    plan.append(base + ["web", "--host", args.host, "--port", str(args.port)] + data)
+    stop = _wait_for_signal()
+    children = [subprocess.Popen(argv) for argv in plan]
+    print(f"hotline: the box is starting; open http://{args.host}:{args.port}/", flush=True)
+    while not stop.wait(0.5):
+        dead = [child for child in children if child.poll() is not None]
+        if dead:
+            log.error("%s exited with %s; stopping the box", " ".join(dead[0].args[3:4]), dead[0].returncode)
+            break
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0 if stop.is_set() else 1
+
+
+def cmd_status(args):
+    """hotline status"""
+    print(json.dumps(_engine(args).request("status"), indent=2, ensure_ascii=False))
+
+
+def cmd_calls(args):
+    """hotline calls"""
+    calls = _engine(args).request("calls", last=args.last)
+    if args.json:
+        print(json.dumps(calls, indent=2, ensure_ascii=False))
+        return
+    for call in calls:
+        print(f"{call['id']:>6}  {call['started_at'][:19]}  {call['line_id']:<8} {call['caller'] or '(withheld)':<16}"
+              f" {call['outcome'] or 'in progress':<12} {call['talk_seconds'] or 0:>6.1f} s"
+              f"  {call['recording'] or ''}")
+
+
+def cmd_call(args):
+    """hotline call"""
+    engine = _engine(args)
+    engine.request("ping")
+    watcher = _CallWatcher(engine, args.line, args.caller)
+    twin = ControlClient(os.path.join(args.data, TWIN_SOCKET), timeout=args.hold + 30)
+    try:
+        placed = twin.request("call", line=args.line, hold=args.hold, digits=args.digits, **{"from": args.caller})
+    except ApplianceError as err:
+        raise ControlError(f"the virtual twin cannot place the call ({err}); "
+                           "hotline call rings virtual lines of a box started with 'hotline run'") from err
+    ended = watcher.wait(timeout=15)
+    result = {"call_id": ended.get("call", {}).get("id"), "outcome": ended.get("outcome"),
+              "ended_by": ended.get("ended_by"), "talk_seconds": ended.get("talk_seconds"),
+              "recording": ended.get("recording"), "answered": placed["answered"],
+              "heard_seconds": placed["heard_seconds"], "digits": placed["digits"]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"call {result['call_id']}: {result['outcome']}, ended by {result['ended_by']}, "
+              f"talk {result['talk_seconds']} s, the caller heard {result['heard_seconds']} s of audio")
+    return 0 if result["call_id"] is not None else 1
+
+
+class _CallWatcher:
+    """Follows the engine's event stream for the call a virtual caller is placing."""
+
+    def __init__(self, engine, line, caller):
+        self._events = engine.subscribe()
+        next(self._events)  # subscribed: nothing can be missed from here on
+        self._line, self._caller = line, caller
+        self._ended = {}
+        self._done = threading.Event()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def wait(self, timeout):
+        """The engine's call.ended event, or {} if it did not come in time."""
+        self._done.wait(timeout)
+        return self._ended
+
+    def _follow(self):
+        call_id = None
+        for event in self._events:
+            call = event.get("call") or {}
+            if event["type"] == "call.started" and call.get("line") == self._line and call.get("caller") == self._caller:
+                call_id = call["id"]
+            elif event["type"] == "call.ended" and call.get("id") == call_id:
+                self._ended = event
+                self._done.set()
+                return
+
+
+def _engine(args):
+    return ControlClient(os.path.join(args.data, SOCKET_NAME))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

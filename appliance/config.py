@@ -1,0 +1,324 @@
+"""The configuration: a TinyDB file with one writer, atomic writes and a last good copy.
+
+``config.json`` in the data directory holds one TinyDB table per section. A document is
+validated as a whole before it is written; a file that fails to parse or validate on
+start is reported with the field named and the last good copy is used instead. With no
+configuration at all the box starts the embedded demo.
+"""
+import copy
+import json
+import logging
+import os
+import re
+import zoneinfo
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LAST_GOOD_FILE = "config.last-good.json"
+LANGUAGES = ("en", "bg", "uk", "ru")
+LINE_DRIVERS = ("sim7600",)
+VIRTUAL_MODELS = ("sim7600",)
+SINGLE_SECTIONS = ("settings", "virtual")
+LIST_SECTIONS = ("lines", "operators", "prompts")
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
+
+DEMO_CONFIG = {
+    "settings": {
+        "box_name": "Hot-line demo",
+        "language": "en",
+        "timezone": "Europe/Sofia",
+        "max_call_seconds": 120,
+        "greeting": "greeting",
+    },
+    "lines": [
+        {"id": "gsm1", "name": "Demo SIM 1", "driver": "sim7600", "port": "dev/gsm1-at",
+         "audio_port": "dev/gsm1-pcm", "enabled": True},
+        {"id": "gsm2", "name": "Demo SIM 2", "driver": "sim7600", "port": "dev/gsm2-at",
+         "audio_port": "dev/gsm2-pcm", "enabled": True},
+    ],
+    "operators": [
+        {"id": "op1", "name": "Demo operator", "number": "+359700000100"},
+    ],
+    "prompts": [
+        {"id": "greeting", "language": "en",
+         "text": "Welcome to the hotline. This call is recorded."},
+    ],
+    "virtual": {
+        "modems": [
+            {"line": "gsm1", "model": "sim7600", "number": "+359700000001"},
+            {"line": "gsm2", "model": "sim7600", "number": "+359700000002"},
+        ],
+        "phones": [
+            {"number": "+359700000100", "name": "Demo operator's mobile", "answer_after": 2.0},
+        ],
+    },
+}
+
+
+def demo_config():
+    """A fresh copy of the embedded demo configuration."""
+    return copy.deepcopy(DEMO_CONFIG)
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces its file atomically: temp file, fsync, rename."""
+
+    def __init__(self, path, **_):
+        self.path = path
+
+    def read(self):
+        """The whole document, or None when the file does not exist yet."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def write(self, data):
+        """Replace the file with ``data`` so that a power cut leaves old or new, never half."""
+        write_atomically(self.path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True))
+
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` through a fsynced temp file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = f"{path}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ConfigStore:
+    """Reads and writes the configuration in a data directory; the engine is its one writer."""
+
+    def __init__(self, data_dir):
+        self.path = os.path.join(data_dir, CONFIG_FILE)
+        self.last_good_path = os.path.join(data_dir, LAST_GOOD_FILE)
+        self.problem = None  # why the file in force is not config.json, if it is not
+
+    def load(self):
+        """The configuration in force, writing the demo one first if there is none (writer only)."""
+        if not os.path.exists(self.path) and not os.path.exists(self.last_good_path):
+            log.info("no %s: starting the embedded demo configuration", self.path)
+            self.save(demo_config())
+        return self.read()
+
+    def read(self):
+        """The configuration in force: config.json, else the last good copy, else the demo."""
+        self.problem = None
+        if not os.path.exists(self.path) and not os.path.exists(self.last_good_path):
+            return demo_config()
+        try:
+            return validate(_read_tables(self.path))
+        except (ConfigError, ValueError, OSError) as err:
+            self.problem = f"{CONFIG_FILE} refused: {err}"
+            log.error("%s; using the last good configuration", self.problem)
+        if os.path.exists(self.last_good_path):
+            return validate(_read_tables(self.last_good_path))
+        return demo_config()
+
+    def save(self, document):
+        """Validate ``document`` and make it the configuration; raise ConfigError if refused."""
+        document = validate(document)
+        for path in (self.path, self.last_good_path):
+            _write_tables(path, document)
+        self.problem = None
+        return document
+
+
+def _read_tables(path):
+    db = TinyDB(path, storage=AtomicJSONStorage)
+    try:
+        document = {name: db.table(name).all() for name in db.tables()}
+    except json.JSONDecodeError as err:
+        raise ConfigError("(file)", f"not valid JSON: {err}") from err
+    except AttributeError as err:  # valid JSON, but not tables of documents
+        raise ConfigError("(file)", "not a TinyDB document of tables") from err
+    finally:
+        db.close()
+    for name in SINGLE_SECTIONS:
+        if name in document:
+            rows = document[name]
+            document[name] = dict(rows[0]) if rows else {}
+    return {name: [dict(row) for row in rows] if name in LIST_SECTIONS else rows
+            for name, rows in document.items()}
+
+
+def _write_tables(path, document):
+    tables = {}
+    for name, value in document.items():
+        rows = [value] if name in SINGLE_SECTIONS else value
+        tables[name] = {str(i): row for i, row in enumerate(rows, start=1)}
+    AtomicJSONStorage(path).write(tables)
+
+
+# --- validation -------------------------------------------------------------------
+
+
+def validate(document):
+    """Return a checked copy of ``document``; raise ConfigError naming the first bad field."""
+    if not isinstance(document, dict):
+        raise ConfigError("(document)", "must be an object")
+    _no_unknown(document, "", SINGLE_SECTIONS + LIST_SECTIONS)
+    document = copy.deepcopy(document)
+    settings = _settings(_section(document, "settings", dict))
+    prompts = _items(document, "prompts", _prompt)
+    lines = _items(document, "lines", _line)
+    operators = _items(document, "operators", _operator)
+    prompt_ids = {prompt["id"] for prompt in prompts}
+    _refers(settings.get("greeting"), prompt_ids, "settings.greeting", "prompt")
+    for i, line in enumerate(lines):
+        _refers(line.get("greeting"), prompt_ids, f"lines[{i}].greeting", "prompt")
+    virtual = _virtual(document.get("virtual", {}), {line["id"] for line in lines})
+    return {"settings": settings, "lines": lines, "operators": operators,
+            "prompts": prompts, "virtual": virtual}
+
+
+def _section(document, name, kind):
+    value = document.get(name, kind())
+    if not isinstance(value, kind):
+        raise ConfigError(name, f"must be {'an object' if kind is dict else 'a list'}")
+    return value
+
+
+def _items(document, name, check, key_field="id", prefix=""):
+    items = _section(document, name, list)
+    seen = set()
+    for i, item in enumerate(items):
+        where = f"{prefix}{name}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(where, "must be an object")
+        check(item, where)
+        key = item[key_field] if name != "prompts" else (item["id"], item["language"])
+        if key in seen:
+            raise ConfigError(f"{where}.{key_field}", f"duplicate {name[:-1]} {key!r}")
+        seen.add(key)
+    return items
+
+
+def _settings(settings):
+    _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting"))
+    _text(settings, "settings", "box_name", required=True)
+    _choice(settings, "settings", "language", LANGUAGES)
+    _text(settings, "settings", "timezone", required=True)
+    try:
+        zoneinfo.ZoneInfo(settings["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ConfigError("settings.timezone", f"unknown time zone {settings['timezone']!r}") from err
+    _integer(settings, "settings", "max_call_seconds", 10, 86400)
+    return settings
+
+
+def _line(line, where):
+    _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting"))
+    _identifier(line, where)
+    _text(line, where, "name")
+    _choice(line, where, "driver", LINE_DRIVERS)
+    _text(line, where, "port", required=True)
+    _text(line, where, "audio_port", required=True)
+    line.setdefault("enabled", True)
+    if not isinstance(line["enabled"], bool):
+        raise ConfigError(f"{where}.enabled", "must be true or false")
+
+
+def _operator(operator, where):
+    _no_unknown(operator, where, ("id", "name", "number"))
+    _identifier(operator, where)
+    _text(operator, where, "name", required=True)
+    _number(operator, where, "number")
+
+
+def _prompt(prompt, where):
+    _no_unknown(prompt, where, ("id", "language", "text"))
+    _identifier(prompt, where)
+    _choice(prompt, where, "language", LANGUAGES)
+    _text(prompt, where, "text", required=True)
+
+
+def _virtual(virtual, line_ids):
+    if not isinstance(virtual, dict):
+        raise ConfigError("virtual", "must be an object")
+    _no_unknown(virtual, "virtual", ("modems", "phones"))
+    modems = _items(virtual, "modems", lambda item, where: _modem(item, where, line_ids),
+                    key_field="line", prefix="virtual.")
+    phones = _items(virtual, "phones", _phone, key_field="number", prefix="virtual.")
+    numbers = [item["number"] for item in modems + phones]
+    for number in numbers:
+        if numbers.count(number) > 1:
+            raise ConfigError("virtual", f"number {number} is used twice")
+    return {"modems": modems, "phones": phones}
+
+
+def _modem(modem, where, line_ids):
+    _no_unknown(modem, where, ("line", "model", "number"))
+    if "line" not in modem:
+        raise ConfigError(f"{where}.line", "required")
+    _refers(modem["line"], line_ids, f"{where}.line", "line")
+    _choice(modem, where, "model", VIRTUAL_MODELS)
+    _number(modem, where, "number")
+
+
+def _phone(phone, where):
+    _no_unknown(phone, where, ("number", "name", "answer_after"))
+    _number(phone, where, "number")
+    _text(phone, where, "name")
+    phone.setdefault("answer_after", 1.0)
+    value = phone["answer_after"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
+        raise ConfigError(f"{where}.answer_after", "must be a number of seconds from 0 to 60")
+
+
+def _no_unknown(item, where, known):
+    for key in item:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}" if where else key, "unknown field")
+
+
+def _identifier(item, where):
+    value = item.get("id")
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ConfigError(f"{where}.id", "required: lower-case letters, digits, - or _, starting with a letter")
+
+
+def _text(item, where, key, required=False):
+    value = item.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}", "required" if value is None else "must be non-empty text")
+
+
+def _choice(item, where, key, choices):
+    if item.get(key) not in choices:
+        raise ConfigError(f"{where}.{key}", f"must be one of {', '.join(choices)}")
+
+
+def _integer(item, where, key, low, high):
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key}", f"must be a whole number from {low} to {high}")
+
+
+def _number(item, where, key):
+    value = item.get(key)
+    if not isinstance(value, str) or not NUMBER_PATTERN.match(value):
+        raise ConfigError(f"{where}.{key}", "must be a phone number such as +359888123456")
+
+
+def _refers(value, known, field, kind):
+    if value is not None and value not in known:
+        raise ConfigError(field, f"no {kind} {value!r}")

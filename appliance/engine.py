@@ -1,0 +1,298 @@
+"""The engine: owns the lines and the calls; one loop thread makes every decision.
+
+Line threads, the media clock and control requests hand work to the loop with
+``post``; the loop never waits on a modem or on the web UI.
+"""
+import heapq
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+from . import journal as journal_module
+from .calls import CallSession
+from .config import ConfigStore
+from .control import EventHub, JsonLineServer
+from .errors import ApplianceError, ControlError
+from .lines import LineRunner
+from .media import MediaClock
+from .prompts import ensure_prompts
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "engine.sock"
+REQUEST_TIMEOUT = 5.0
+
+
+class Engine:
+    """The call engine of one box, working in ``data_dir``."""
+
+    def __init__(self, data_dir):
+        self.data_dir = os.path.abspath(data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.store = ConfigStore(self.data_dir)
+        self.config = None
+        self.journal = None
+        self.clock = MediaClock()
+        self.hub = EventHub()
+        self.lines = {}  # line id -> state dict shown on the dashboard
+        self._runners = {}
+        self._calls = {}  # line id -> CallSession
+        self._queue = queue.Queue()
+        self._timers = []
+        self._sequence = itertools.count()
+        self._stop = threading.Event()
+        self._server = None
+        self.started_at = time.time()
+
+    # --- life cycle -------------------------------------------------------------
+
+    def start(self):
+        """Load the configuration, prepare prompts, open the journal, lines and socket."""
+        self.config = self.store.load()
+        ensure_prompts(self.config, self.data_dir)
+        self.journal = journal_module.Journal.open(os.path.join(self.data_dir, journal_module.JOURNAL_FILE))
+        interrupted = self.journal.close_unfinished("the engine stopped during the call")
+        if interrupted:
+            log.warning("closed %d call(s) left open by the previous run", interrupted)
+        self.clock.start()
+        self._start_lines(self.config["lines"])
+        self._server = JsonLineServer(os.path.join(self.data_dir, SOCKET_NAME), self.handle_request, self.hub)
+        self._server.start()
+        log.info("engine ready in %s", self.data_dir)
+
+    def run(self):
+        """Run the loop until ``stop()``."""
+        while not self._stop.is_set():
+            try:
+                action, args = self._queue.get(timeout=self._until_next_timer())
+            except queue.Empty:
+                self._fire_timers()
+                continue
+            self._safely(action, *args)
+            self._fire_timers()
+
+    def stop(self):
+        """Hang up, close lines, socket, clock and journal; safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+        for runner in self._runners.values():
+            runner.stop()
+        for session in list(self._calls.values()):
+            session.ended_on_line("shutdown", outcome="interrupted")
+        self.clock.stop()
+        if self.journal is not None:
+            self.journal.close()
+
+    # --- services for call sessions -------------------------------------------------
+
+    def post(self, action, *args):
+        """Run ``action(*args)`` on the loop thread (callable from any thread)."""
+        self._queue.put((action, args))
+
+    def later(self, seconds, action, *args):
+        """Run ``action(*args)`` on the loop thread after ``seconds`` (loop thread only)."""
+        heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._sequence), action, args))
+
+    def publish(self, event):
+        """Send an event to every subscriber of the control API."""
+        self.hub.publish({"at": journal_module.now(), **event})
+
+    def line_command(self, line_id, name, action):
+        """Queue ``action(driver)`` on the line's own thread."""
+        runner = self._runners.get(line_id)
+        if runner is not None:
+            runner.submit(name, action)
+
+    def line_audio(self, line_id):
+        """The audio port of a line that is up."""
+        return self._runners[line_id].driver.audio
+
+    def greeting_for(self, line_id):
+        """The greeting prompt for calls on ``line_id`` in the box's language."""
+        line = next(line for line in self.config["lines"] if line["id"] == line_id)
+        prompt_id = line.get("greeting") or self.config["settings"].get("greeting")
+        prompts = [p for p in self.config["prompts"] if p["id"] == prompt_id]
+        language = self.config["settings"]["language"]
+        return next((p for p in prompts if p["language"] == language), prompts[0])
+
+    def forget_call(self, session):
+        """A session is over; the line is free for the next call."""
+        if self._calls.get(session.line_id) is session:
+            del self._calls[session.line_id]
+        self._set_line(session.line_id, {})
+
+    # --- events from lines ------------------------------------------------------
+
+    def _line_event(self, line_id, event):
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is None:
+            log.debug("line %s: unhandled event %s", line_id, event)
+            return
+        handler(line_id, **event.data)
+
+    def _on_incoming(self, line_id, number):
+        if line_id in self._calls:
+            return
+        session = CallSession(self, line_id, number)
+        self._calls[line_id] = session
+        self._set_line(line_id, {})
+        session.answer()
+
+    def _on_connected(self, line_id):
+        session = self._calls.get(line_id)
+        if session is not None:
+            session.connected()
+            self._set_line(line_id, {})
+
+    def _on_dtmf(self, line_id, digit):
+        session = self._calls.get(line_id)
+        if session is not None:
+            session.dtmf(digit)
+
+    def _on_ended(self, line_id, cause, seconds=0.0):
+        session = self._calls.get(line_id)
+        if session is not None:
+            session.ended_on_line(cause)
+
+    def _on_missed(self, line_id, cause="remote", seconds=0.0):
+        self._on_ended(line_id, cause)
+
+    def _on_down(self, line_id, reason):
+        session = self._calls.get(line_id)
+        if session is not None:
+            session.ended_on_line("line down", outcome="failed")
+
+    def _on_command_failed(self, line_id, command, error):
+        session = self._calls.get(line_id)
+        if session is not None:
+            self.journal.add_event(session.id, "command_failed", command=command, error=error)
+            if command == "answer":
+                session.ended_on_line("answer failed", outcome="failed")
+
+    def _line_state(self, line_id, state):
+        self._set_line(line_id, state)
+
+    def _set_line(self, line_id, changes):
+        line = self.lines.setdefault(line_id, {"id": line_id})
+        line.update(changes)
+        session = self._calls.get(line_id)
+        line["call"] = session.id if session else None
+        line["activity"] = _activity(line, session)
+        self.publish({"type": "line.state", "line": dict(line)})
+
+    # --- control API ------------------------------------------------------------
+
+    def handle_request(self, request):
+        """Answer a control request (called on a control thread; decisions go to the loop)."""
+        cmd = request["cmd"]
+        if cmd == "ping":
+            return "pong"
+        if cmd == "calls":
+            return self._in_loop(self.journal.recent_calls, int(request.get("last", 20)))
+        if cmd == "call":
+            return self._in_loop(self.journal.get_call, int(request["id"]))
+        if cmd == "status":
+            return self._in_loop(self.status)
+        if cmd == "hangup":
+            return self._in_loop(self._hangup_request, int(request["call"]))
+        if cmd == "reload":
+            return self._in_loop(self.reload)
+        raise ControlError(f"unknown command {cmd!r}")
+
+    def status(self):
+        """The box's live state: lines, calls, media clock, configuration problems."""
+        return {
+            "box": self.config["settings"]["box_name"],
+            "uptime_seconds": round(time.time() - self.started_at),
+            "lines": [dict(self.lines.get(line["id"], {"id": line["id"], "state": "starting"}),
+                           name=line.get("name", line["id"]), driver=line["driver"])
+                      for line in self.config["lines"] if line.get("enabled", True)],
+            "calls": [session.snapshot() for session in self._calls.values()],
+            "media": self.clock.stats(),
+            "config_problem": self.store.problem,
+        }
+
+    def reload(self):
+        """Re-read config.json; restart only the lines whose settings changed."""
+        new = self.store.load()
+        if self.store.problem:
+            raise ControlError(self.store.problem)
+        ensure_prompts(new, self.data_dir)
+        old_lines = {line["id"]: line for line in self.config["lines"]}
+        new_lines = {line["id"]: line for line in new["lines"] if line.get("enabled", True)}
+        for line_id in old_lines:
+            if old_lines[line_id] != new_lines.get(line_id) and line_id not in self._calls:
+                runner = self._runners.pop(line_id, None)
+                if runner is not None:
+                    runner.stop()
+                self.lines.pop(line_id, None)
+        self.config = new
+        self._start_lines([line for line in new["lines"] if line["id"] not in self._runners])
+        return {"lines": sorted(new_lines)}
+
+    def _hangup_request(self, call_id):
+        for session in self._calls.values():
+            if session.id == call_id:
+                session.hang_up("hung up from the control API")
+                return {"call": call_id}
+        raise ControlError(f"call {call_id} is not in progress")
+
+    def _in_loop(self, function, *args):
+        future = Future()
+
+        def run():
+            try:
+                future.set_result(function(*args))
+            except Exception as err:  # handed to the requester, not lost in the loop
+                future.set_exception(err)
+
+        self.post(run)
+        return future.result(timeout=REQUEST_TIMEOUT)
+
+    # --- internals --------------------------------------------------------------
+
+    def _start_lines(self, lines):
+        for line in lines:
+            if not line.get("enabled", True) or line["id"] in self._runners:
+                continue
+            self.lines[line["id"]] = {"id": line["id"], "state": "starting", "activity": "starting"}
+            runner = LineRunner(line, self.data_dir,
+                                on_event=lambda line_id, event: self.post(self._line_event, line_id, event),
+                                on_state=lambda line_id, state: self.post(self._line_state, line_id, state))
+            self._runners[line["id"]] = runner
+            runner.start()
+
+    def _until_next_timer(self):
+        if not self._timers:
+            return 0.5
+        return min(0.5, max(0.0, self._timers[0][0] - time.monotonic()))
+
+    def _fire_timers(self):
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, action, args = heapq.heappop(self._timers)
+            self._safely(action, *args)
+
+    def _safely(self, action, *args):
+        try:
+            action(*args)
+        except ApplianceError as err:
+            log.error("%s failed: %s", getattr(action, "__name__", action), err)
+        except Exception:  # a bug in one call's handling must not stop the box
+            log.exception("engine action %r failed", action)
+
+
+def _activity(line, session):
+    """What the dashboard says a line is doing."""
+    if line.get("state") != "up":
+        return line.get("state", "starting")
+    if session is None:
+        return "idle"
+    return "in call" if session.answered is not None else "ringing"

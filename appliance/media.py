@@ -1,0 +1,192 @@
+"""Media: 20 ms frames of 8 kHz 16-bit mono, players, recorders and the media clock.
+
+One clock thread moves a frame each way for every call every 20 ms. The work per frame
+is a dict lookup, two port operations and a numpy mix; the clock counts ticks that
+start later than a frame period so the box can say honestly whether it keeps up.
+"""
+import logging
+import os
+import threading
+import time
+import wave
+
+import numpy as np
+
+from firmware.errors import FirmwareError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000
+FRAME_SAMPLES = 160
+FRAME_BYTES = FRAME_SAMPLES * 2
+FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+SILENCE = bytes(FRAME_BYTES)
+
+
+def mix(a, b):
+    """Sum two frames with saturation (what a conference bridge does)."""
+    total = np.frombuffer(a, dtype="<i2").astype(np.int32) + np.frombuffer(b, dtype="<i2")
+    return np.clip(total, -32768, 32767).astype("<i2").tobytes()
+
+
+class Player:
+    """Plays a WAV prompt frame by frame; ``read()`` returns None when it is over."""
+
+    def __init__(self, path):
+        self.path = path
+        with wave.open(path, "rb") as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+                raise ValueError(f"{path} is not 8 kHz mono 16-bit")
+            self._pcm = wav.readframes(wav.getnframes())
+        self._offset = 0
+
+    @property
+    def seconds(self):
+        """Length of the prompt."""
+        return len(self._pcm) / 2 / SAMPLE_RATE
+
+    def read(self):
+        """The next frame (the last one padded with silence), or None at the end."""
+        if self._offset >= len(self._pcm):
+            return None
+        frame = self._pcm[self._offset:self._offset + FRAME_BYTES]
+        self._offset += FRAME_BYTES
+        return frame.ljust(FRAME_BYTES, b"\0")
+
+
+class Recorder:
+    """Writes frames to ``path.part`` and renames it to ``path`` when finished."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._wav = wave.open(path + ".part", "wb")
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(SAMPLE_RATE)
+        self.frames = 0
+
+    def write(self, frame):
+        """Append one frame."""
+        self._wav.writeframesraw(frame)
+        self.frames += 1
+
+    def finish(self):
+        """Close the file, make it durable and give it its final name; return the path."""
+        if self._wav is None:
+            return self.path
+        self._wav.close()
+        self._wav = None
+        with open(self.path + ".part", "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.path + ".part", self.path)
+        return self.path
+
+
+class CallMedia:
+    """The media of one call: line audio in and out, a prompt player, a recorder."""
+
+    def __init__(self, port, recorder, on_prompt_done, on_failed):
+        self.port = port
+        self.recorder = recorder
+        self.player = None
+        self._on_prompt_done = on_prompt_done
+        self._on_failed = on_failed
+        self.failed = False
+
+    def play(self, player):
+        """Start playing ``player`` to the caller, replacing any prompt playing now."""
+        self.player = player
+
+    def tick(self):
+        """Move one frame each way; called by the media clock every 20 ms."""
+        if self.failed:
+            return
+        incoming = self.port.read_frame() or SILENCE
+        outgoing = self._next_outgoing()
+        try:
+            self.port.write_frame(outgoing)
+        except FirmwareError as err:
+            self.failed = True
+            self._on_failed(str(err))
+        self.recorder.write(mix(incoming, outgoing) if outgoing is not SILENCE else incoming)
+
+    def _next_outgoing(self):
+        player = self.player
+        if player is None:
+            return SILENCE
+        frame = player.read()
+        if frame is None:
+            self.player = None
+            self._on_prompt_done(player)
+            return SILENCE
+        return frame
+
+
+class MediaClock:
+    """Ticks every attached leg once per 20 ms on one thread."""
+
+    def __init__(self):
+        self._legs = ()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.ticks = 0
+        self.late_ticks = 0
+        self.max_late_ms = 0.0
+        self.busy_seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="media-clock", daemon=True)
+
+    def start(self):
+        """Start ticking."""
+        self._thread.start()
+
+    def attach(self, leg):
+        """Tick ``leg`` from the next frame on."""
+        with self._lock:
+            self._legs = self._legs + (leg,)
+
+    def detach(self, leg):
+        """Stop ticking ``leg``."""
+        with self._lock:
+            self._legs = tuple(item for item in self._legs if item is not leg)
+
+    def stats(self):
+        """Counts a reader can check: ticks, late ticks, worst lateness, work per tick."""
+        return {
+            "ticks": self.ticks,
+            "late_ticks": self.late_ticks,
+            "max_late_ms": round(self.max_late_ms, 2),
+            "legs": len(self._legs),
+            "mean_tick_us": round(1e6 * self.busy_seconds / self.ticks, 1) if self.ticks else 0.0,
+        }
+
+    def stop(self):
+        """Stop the thread and wait for it; safe to call twice."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self):
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            deadline += FRAME_SECONDS
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            started = time.monotonic()
+            self._count(started - deadline)
+            for leg in self._legs:
+                try:
+                    leg.tick()
+                except Exception:  # one broken leg must not silence the others
+                    log.exception("media leg failed")
+                    self.detach(leg)
+            self.busy_seconds += time.monotonic() - started
+            if started - deadline > 10 * FRAME_SECONDS:
+                deadline = started  # after a long stall, resume rather than burst
+
+    def _count(self, lateness):
+        self.ticks += 1
+        if lateness > FRAME_SECONDS:
+            self.late_ticks += 1
+        self.max_late_ms = max(self.max_late_ms, lateness * 1000)

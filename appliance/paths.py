@@ -1,0 +1,11 @@
+"""Where the box keeps its data."""
+import os
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_data_dir():
+    """./var in a source checkout, /var/lib/hotline when installed."""
+    if os.path.exists(os.path.join(CHECKOUT, "setup.py")):
+        return os.path.join(CHECKOUT, "var")
+    return "/var/lib/hotline"

@@ -1,0 +1,211 @@
+"""The AT command channel: one command in flight, unsolicited results told apart.
+
+A reader thread splits the byte stream into lines. While a command is pending, a line
+is part of its answer unless it looks like an unsolicited result code (URC) that the
+command did not ask for; URCs go to an event queue that a second thread hands to the
+driver, so a URC handler may itself send commands. Ports are pyserial URLs, so
+``spy:///dev/ttyUSB2`` logs the wire for field debugging.
+"""
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import serial
+
+from .errors import ATCommandError, ATTimeout, PortClosed
+
+log = logging.getLogger(__name__)
+
+FINAL_OK = ("OK",)
+FINAL_ERROR = ("ERROR", "+CME ERROR", "+CMS ERROR", "COMMAND NOT SUPPORT")
+# Call-progress words are the final result of ATA/ATD, and unsolicited otherwise.
+CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+
+# Prefixes of every URC the supported modem families send (see shared MODEMS.md).
+URC_PREFIXES = (
+    "RING", "+CRING:", "+CLIP:", "VOICE CALL:", "MISSED_CALL:", "+CLCC:", "+RXDTMF:",
+    "+DTMF:", "+QTONEDET:", "^DDTMF:", "NO CARRIER", "BUSY", "NO ANSWER", "RDY",
+    "+CPIN:", "SMS DONE", "PB DONE", "+CMTI:", "+CUSD:", "+CREG:", "+CEREG:", "+CGREG:",
+    "^RSSI:", "^HCSQ:", "^MODE:", "^BOOT:", "^SRVST:", "^ORIG:", "^CONF:", "^CONN:",
+    "^CEND:", "+QIND:", "+CFUN:", "+QUSIM:", "*PSUTTZ:", "*PSNWID:", "+CTZV:", "+CTZE:",
+    "+CPSI:", "^DSCI:",
+)
+MAX_LINE = 4096
+
+
+@dataclass
+class _Pending:
+    """The command in flight and the lines of its answer so far."""
+
+    command: str
+    prefix: str | None
+    lines: list = field(default_factory=list)
+    result: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def expects_call_result(self):
+        """Whether NO CARRIER/BUSY/... ends this command rather than arriving as a URC."""
+        head = self.command.upper()
+        return head.startswith("ATD") or head == "ATA"
+
+
+class ATChannel:
+    """A serial AT port: send a command, get its answer lines; URCs go to a handler."""
+
+    def __init__(self, url, on_urc, *, on_closed=None, baudrate=115200, name=None):
+        self.name = name or url
+        self._on_urc = on_urc
+        self._on_closed = on_closed
+        self._serial = _open(url, baudrate)
+        self._lock = threading.Lock()
+        self._pending = None
+        self._stop = threading.Event()
+        self._urcs = queue.Queue()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_loop, name=f"at-read-{self.name}", daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"at-urc-{self.name}", daemon=True)
+        self._reader.start()
+        self._dispatcher.start()
+
+    @property
+    def closed(self):
+        """True once the port is closed or lost."""
+        return self._closed
+
+    def command(self, command, *, timeout=5.0, prefix=None):
+        """Send ``command`` and return its information lines; raise on error or timeout.
+
+        ``prefix`` (``"+CSQ:"``) claims lines that would otherwise pass for URCs.
+        """
+        with self._lock:
+            if self._closed:
+                raise PortClosed(f"{self.name} is closed")
+            pending = _Pending(command, prefix)
+            self._pending = pending
+            try:
+                self._write(command + "\r")
+                if not pending.done.wait(timeout):
+                    raise ATTimeout(f"{self.name}: no answer to {command!r} within {timeout:g} s")
+            finally:
+                self._pending = None
+        return _outcome(pending, self.name)
+
+    def close(self):
+        """Stop the threads and close the port; safe to call twice."""
+        self._stop.set()
+        if self._closed and not self._reader.is_alive():
+            return
+        self._mark_closed()
+        for thread in (self._reader, self._dispatcher):
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+
+    def _write(self, text):
+        try:
+            self._serial.write(text.encode("ascii"))
+        except (serial.SerialException, OSError) as err:
+            self._mark_closed()
+            raise PortClosed(f"{self.name}: write failed: {err}") from err
+
+    def _read_loop(self):
+        buffer = b""
+        while not self._stop.is_set():
+            try:
+                chunk = self._serial.read(self._serial.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError) as err:
+                if not self._stop.is_set():
+                    log.warning("%s: port lost: %s", self.name, err)
+                break
+            buffer = self._split_lines(buffer + chunk)
+        self._mark_closed()
+
+    def _split_lines(self, buffer):
+        """Hand every complete line in ``buffer`` on; return the unfinished rest."""
+        while True:
+            cut = min((i for i in (buffer.find(b"\r"), buffer.find(b"\n")) if i >= 0), default=-1)
+            if cut < 0:
+                break
+            raw, buffer = buffer[:cut], buffer[cut + 1:]
+            if raw:
+                self._handle_raw(raw)
+        if len(buffer) > MAX_LINE:
+            log.warning("%s: dropped %d bytes without a line end", self.name, len(buffer))
+            return b""
+        return buffer
+
+    def _handle_raw(self, raw):
+        text = raw.decode("latin-1").strip()
+        if not text:
+            return
+        if not text.isprintable():
+            log.warning("%s: skipped malformed line %r", self.name, raw)
+            return
+        self._handle_line(text)
+
+    def _handle_line(self, line):
+        pending = self._pending
+        if pending is None or pending.done.is_set():
+            self._urcs.put(line)
+        elif line == pending.command:
+            pass  # echo of our own command (echo is on until ATE0 takes effect)
+        elif _is_final(line, pending):
+            pending.result = line
+            pending.done.set()
+        elif _is_urc(line, pending):
+            self._urcs.put(line)
+        else:
+            pending.lines.append(line)
+
+    def _dispatch_loop(self):
+        while True:
+            line = self._urcs.get()
+            if line is None:
+                return
+            try:
+                self._on_urc(line)
+            except Exception:  # a handler bug must not kill the port
+                log.exception("%s: URC handler failed on %r", self.name, line)
+
+    def _mark_closed(self):
+        if self._closed:
+            return
+        self._closed = True
+        pending = self._pending
+        if pending is not None:
+            pending.result = None
+            pending.done.set()
+        try:
+            self._serial.close()
+        except (serial.SerialException, OSError):
+            pass
+        self._urcs.put(None)
+        if self._on_closed and not self._stop.is_set():
+            self._on_closed()
+
+
+def _open(url, baudrate):
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as err:
+        raise PortClosed(f"cannot open {url}: {err}") from err
+
+
+def _is_final(line, pending):
+    if line in FINAL_OK or line.startswith(FINAL_ERROR):
+        return True
+    return pending.expects_call_result() and line.startswith(CALL_RESULTS)
+
+
+def _is_urc(line, pending):
+    if pending.prefix and line.startswith(pending.prefix):
+        return False
+    return line.startswith(URC_PREFIXES)
+
+
+def _outcome(pending, name):
+    if pending.result is None:
+        raise PortClosed(f"{name}: port closed during {pending.command!r}")
+    if pending.result in FINAL_OK:
+        return pending.lines
+    raise ATCommandError(pending.command, pending.result)

@@ -1,0 +1,111 @@
+"""The virtual twin of the world around a box: modems, phones and the network between.
+
+It builds the emulated modems and phones that a configuration's ``virtual`` section
+describes, links their pseudo-terminals under ``dev/`` in the data directory (what udev
+does for real modems) and takes requests on ``twin.sock``: place a call as a caller
+would, list what is attached.
+"""
+import contextlib
+import logging
+import os
+import time
+
+from .network import NetworkError, VirtualNetwork
+from .phones import VirtualCaller, VirtualPhone
+from .sim7600 import Sim7600Emulator
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "twin.sock"
+MODELS = {"sim7600": Sim7600Emulator}
+
+
+class TwinError(Exception):
+    """A request to the virtual twin cannot be carried out."""
+
+
+class VirtualWorld:
+    """Emulated modems and phones on one virtual network, described by a config section."""
+
+    def __init__(self, virtual_config, data_dir):
+        self.data_dir = data_dir
+        self.network = VirtualNetwork()
+        self.modems = {}
+        self.phones = []
+        self._links = []
+        try:
+            for item in virtual_config.get("modems", []):
+                self._add_modem(item)
+            for item in virtual_config.get("phones", []):
+                self.phones.append(VirtualPhone(self.network, item["number"],
+                                                answer_after=item.get("answer_after", 1.0)))
+        except Exception:
+            self.close()
+            raise
+
+    def _add_modem(self, item):
+        modem = MODELS[item["model"]](self.network, item["number"], imei=_imei(len(self.modems)))
+        self.modems[item["line"]] = modem
+        self._link(modem.at.path, f"{item['line']}-at")
+        self._link(modem.pcm.path, f"{item['line']}-pcm")
+
+    def _link(self, target, name):
+        directory = os.path.join(self.data_dir, "dev")
+        os.makedirs(directory, exist_ok=True)
+        link = os.path.join(directory, name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(target, link)
+        self._links.append(link)
+
+    def describe(self):
+        """What is attached: modems by line with their ports, phones by number."""
+        return {
+            "modems": [{"line": line, "model": modem.model, "number": modem.number,
+                        "at_port": modem.at.path, "audio_port": modem.pcm.path}
+                       for line, modem in self.modems.items()],
+            "phones": [{"number": phone.number, "calls": len(phone.calls)} for phone in self.phones],
+        }
+
+    def place_call(self, line, caller, digits="", hold=3.0, answer_timeout=15.0, tone=None):
+        """Ring the modem of ``line`` from ``caller``, press ``digits``, stay ``hold`` s, hang up."""
+        modem = self.modems.get(line)
+        if modem is None:
+            raise TwinError(f"no virtual modem for line {line!r} (have: {', '.join(self.modems) or 'none'})")
+        person = VirtualCaller(self.network, caller, send_tone=tone)
+        try:
+            person.dial(modem.number)
+        except NetworkError as err:
+            raise TwinError(str(err)) from err
+        answered = person.answered.wait(answer_timeout)
+        started = time.monotonic()
+        if answered:
+            person.ended.wait(0.5)
+            person.press(digits)
+            person.ended.wait(max(0.0, hold - (time.monotonic() - started)))
+        hung_up_by = "box" if person.ended.is_set() else "caller"
+        person.hang_up()
+        return {
+            "line": line, "from": caller, "to": modem.number, "answered": answered,
+            "ended_by": hung_up_by, "seconds": round(time.monotonic() - started, 2),
+            "heard_seconds": person.heard_seconds(), "digits": digits,
+        }
+
+    def close(self):
+        """Hang up, take every device off the network, remove the links; safe twice."""
+        for phone in self.phones:
+            phone.close()
+        for modem in self.modems.values():
+            modem.close()
+        for link in self._links:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+        self.phones, self.modems, self._links = [], {}, []
+
+
+def _imei(index):
+    """A distinct, Luhn-valid test IMEI for each emulated modem."""
+    body = f"86123456789{index:03d}"
+    digits = [int(d) for d in body]
+    total = sum(d if i % 2 == 0 else sum(divmod(d * 2, 10)) for i, d in enumerate(digits))
+    return body + str((10 - total % 10) % 10)

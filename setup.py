@@ -1,0 +1,22 @@
+"""Install the hot-line appliance: its four packages and the ``hotline`` command."""
+from setuptools import find_packages, setup
+
+setup(
+    name="hotline",
+    version="0.1.0",
+    description="A hot-line appliance: GSM and analog lines, IVR, queues, operators, recording, web UI",
+    python_requires=">=3.11",
+    packages=find_packages(include=["firmware*", "appliance*", "web_ui*", "hardware*"]),
+    package_data={"web_ui": ["templates/*.html", "static/*"]},
+    install_requires=[
+        "pyserial>=3.5",
+        "tinydb>=4.8",
+        "flask>=3.0",
+        "flask-wtf>=1.2",
+        "waitress>=3.0",
+        "pydub>=0.25",
+        "numpy>=1.24",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
+)
