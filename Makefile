@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= var
 PORT ?= 8080
-# Debian packages the box needs at run time (prompts, audio conversion).
+# Debian packages the box needs at run time (prompts, audio conversion), and for tests.
 DEB_PACKAGES := espeak-ng ffmpeg
+TEST_DEB_PACKAGES := chromium
 
 .PHONY: run test bench setup system-packages clean
 
@@ -14,6 +15,7 @@ run: setup
 	$(BIN)/hotline run --data $(DATA) --port $(PORT)
 
 test: setup
+	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$(DEB_PACKAGES) $(TEST_DEB_PACKAGES)"
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -17,6 +17,6 @@ setup(
         "pydub>=0.25",
         "numpy>=1.24",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "playwright>=1.40"]},
     entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
 )

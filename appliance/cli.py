@@ -134,28 +134,56 @@ def cmd_run(args):
     base = [sys.executable, "-m", "appliance.cli"]
     data = ["--data", args.data]
     config = ConfigStore(args.data).read()
-    plan = []
+    plan = {}
     if config["virtual"]["modems"] or config["virtual"]["phones"]:
-        plan.append(base + ["twin"] + data)
-    plan.append(base + ["engine"] + data)
-    plan.append(base + ["web", "--host", args.host, "--port", str(args.port)] + data)
+        plan["twin"] = base + ["twin"] + data
+    plan["engine"] = base + ["engine"] + data
+    plan["web"] = base + ["web", "--host", args.host, "--port", str(args.port)] + data
     stop = _wait_for_signal()
-    children = [subprocess.Popen(argv) for argv in plan]
+    children = {name: subprocess.Popen(argv) for name, argv in plan.items()}
     print(f"hotline: the box is starting; open http://{args.host}:{args.port}/", flush=True)
-    while not stop.wait(0.5):
-        dead = [child for child in children if child.poll() is not None]
-        if dead:
-            log.error("%s exited with %s; stopping the box", " ".join(dead[0].args[3:4]), dead[0].returncode)
-            break
-    for child in reversed(children):
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    supervisor = _Supervisor(plan, children)
+    while not stop.wait(0.5) and supervisor.keep_alive():
+        pass
+    supervisor.stop_all()
     return 0 if stop.is_set() else 1
+
+
+class _Supervisor:
+    """Restarts a process of the box that exits, as systemd's Restart=always does."""
+
+    MAX_RESTARTS = 5
+    WINDOW_SECONDS = 60.0
+
+    def __init__(self, plan, children):
+        self.plan = plan
+        self.children = children
+        self.restarts = []
+
+    def keep_alive(self):
+        """Restart dead children; False once they die too often to go on."""
+        for name, child in self.children.items():
+            if child.poll() is None:
+                continue
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < self.WINDOW_SECONDS] + [now]
+            if len(self.restarts) > self.MAX_RESTARTS:
+                log.error("%s keeps exiting (last code %s); stopping the box", name, child.returncode)
+                return False
+            log.warning("%s exited with %s; restarting it", name, child.returncode)
+            self.children[name] = subprocess.Popen(self.plan[name])
+        return True
+
+    def stop_all(self):
+        """Terminate every child, the web UI first, and wait for them."""
+        for child in reversed(list(self.children.values())):
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children.values():
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def cmd_status(args):

@@ -17,6 +17,7 @@ from .errors import FirmwareError, LineStateError
 log = logging.getLogger(__name__)
 
 IDLE, RINGING, DIALING, ACTIVE = "idle", "ringing", "dialing", "active"
+LEFTOVER_CALL_STATES = {0, 1, 2, 3}  # +CLCC stat: active, held, dialling, alerting
 REGISTRATION = {0: "not registered", 1: "home", 2: "searching", 3: "denied", 4: "unknown", 5: "roaming"}
 
 
@@ -110,6 +111,12 @@ class Sim7600Line:
         self._channel.command("AT", timeout=2)
         for command in self.init_commands:
             self._channel.command(command)
+        if any(_clcc_stat(line) in LEFTOVER_CALL_STATES
+               for line in self._channel.command("AT+CLCC", prefix="+CLCC:")):
+            # A call from before we opened the port (the engine restarted mid-call):
+            # nobody is handling it, so free the line. A ringing call is left to ring.
+            log.warning("%s: hanging up a call left over from before the line was opened", self.name)
+            self._channel.command("AT+CHUP", timeout=10)
 
     def _handle_urc(self, line):
         if line == "RING" or line.startswith("+CRING:"):
@@ -225,6 +232,12 @@ def _clip_number(line):
     """The number of a ``+CLIP: "+359...",145,...`` line; empty when withheld."""
     fields = line.split(":", 1)[1].split(",")
     return fields[0].strip().strip('"') if fields else ""
+
+
+def _clcc_stat(line):
+    """The <stat> field of a +CLCC line, or None."""
+    fields = line.split(":", 1)[-1].split(",")
+    return int(fields[2]) if len(fields) > 2 and fields[2].strip().isdigit() else None
 
 
 def _end_cause(line):

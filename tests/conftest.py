@@ -1,6 +1,8 @@
 """Shared fixtures: emulated modems on real ptys, a running box, the web app and clients."""
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,28 +44,64 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
     pytest.fail(f"condition not met within {timeout} s")
 
 
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class Box:
     """A box started as separate processes (`hotline twin` and `hotline engine`)."""
 
     def __init__(self, data_dir):
         self.data_dir = str(data_dir)
-        self.processes = []
+        self.processes = {}
         self.engine = ControlClient(os.path.join(self.data_dir, "engine.sock"))
 
     def start(self, *commands):
+        """Start the named `hotline` commands and wait until every line is up."""
         for command in commands:
             log = open(os.path.join(self.data_dir, f"{command}.log"), "ab")
-            self.processes.append(subprocess.Popen(
+            self.processes[command] = subprocess.Popen(
                 [sys.executable, "-m", "appliance.cli", command, "--data", self.data_dir],
-                stdout=log, stderr=subprocess.STDOUT))
+                stdout=log, stderr=subprocess.STDOUT)
+            log.close()
         wait_for(self.lines_up, timeout=30)
 
-    def lines_up(self):
+    def start_web(self):
+        """Start `hotline web` on a free port; return its base URL once it answers."""
+        port = free_port()
+        log = open(os.path.join(self.data_dir, "web.log"), "ab")
+        self.processes["web"] = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "web", "--port", str(port), "--data", self.data_dir],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(port), timeout=30)
+        return url
+
+    def status(self):
+        """The engine's status, or None while it does not answer."""
         try:
-            status = self.engine.request("status")
+            return self.engine.request("status")
         except ApplianceError:
-            return False
-        return all(line.get("state") == "up" for line in status["lines"]) and status["lines"]
+            return None
+
+    def lines_up(self):
+        status = self.status()
+        return bool(status and status["lines"]) and all(line["state"] == "up" for line in status["lines"])
+
+    def kill(self, command, sig=signal.SIGTERM):
+        """Stop one process of the box (SIGKILL for a crash)."""
+        process = self.processes.pop(command)
+        process.send_signal(sig)
+        process.wait(timeout=10)
 
     def hotline(self, *args, timeout=60):
         """Run the `hotline` command against this box; return the completed process."""
@@ -71,18 +109,21 @@ class Box:
                               capture_output=True, text=True, timeout=timeout)
 
     def hotline_json(self, *args, timeout=60):
+        """Run the `hotline` command and parse its JSON output."""
         done = self.hotline(*args, timeout=timeout)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
     def stop(self):
-        for process in reversed(self.processes):
+        """Stop every process of the box."""
+        for process in reversed(list(self.processes.values())):
             process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.processes.clear()
 
 
 @pytest.fixture(scope="module")

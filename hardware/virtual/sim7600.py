@@ -177,6 +177,8 @@ class Sim7600Emulator:
             return [f'+COPS: 0,0,"{self.operator}",7'], "OK"
         if upper == "+CPIN?":
             return ["+CPIN: READY"], "OK"
+        if upper == "+CLCC":
+            return self._clcc(), "OK"
         if upper == "A":
             return self._ata()
         if upper in ("+CHUP", "H", "H0"):
@@ -197,6 +199,17 @@ class Sim7600Emulator:
                     "Revision: LE20B04SIM7600M22", f"IMEI: {self.imei}", "+GCAP: +CGSM"]
         return {"+CGMM": [self.model], "+CGMR": ["+CGMR: LE20B04SIM7600M22"],
                 "+CGSN": [self.imei], "+CGMI": ["SIMCOM INCORPORATED"]}[upper]
+
+    def _clcc(self):
+        """The current call as +CLCC lists it (3GPP TS 27.007 7.18), if there is one."""
+        with self._lock:
+            call, state = self._call, self._call_state
+            if call is None:
+                return []
+            direction = 1 if self._side == "b" else 0
+            stat = {"active": 0, "dialing": 2, "ringing": 4}[state]
+            number = call.caller if direction else call.callee
+        return [f'+CLCC: 1,{direction},{stat},0,0,"{number}",145']
 
     def _ata(self):
         with self._lock:
