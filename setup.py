@@ -16,7 +16,8 @@ setup(
         "waitress>=3.0",
         "pydub>=0.25",
         "numpy>=1.24",
+        "gpiozero>=2.0",
     ],
-    extras_require={"test": ["pytest>=8", "playwright>=1.40"]},
+    extras_require={"test": ["pytest>=8", "playwright>=1.40", "hypothesis>=6"]},
     entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
 )

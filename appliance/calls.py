@@ -7,6 +7,7 @@ import logging
 import os
 import time
 
+from .dtmf import DtmfDetector
 from .media import CallMedia, Player, Recorder
 from .prompts import prompt_path
 
@@ -43,7 +44,11 @@ class CallSession:
         self.engine.journal.answer_call(self.id)
         port = self.engine.line_audio(self.line_id)
         recorder = Recorder(os.path.join(self.engine.data_dir, self._recording_name()))
-        self.media = CallMedia(port, recorder, self._prompt_finished, self._media_failed)
+        line = self.engine.lines.get(self.line_id, {})
+        self.media = CallMedia(port, recorder, self._prompt_finished, self._media_failed,
+                               dtmf_detector=DtmfDetector() if line.get("inband_dtmf") else None,
+                               on_dtmf=lambda digit: self.engine.post(self.dtmf, digit),
+                               gains=self.engine.software_gains(self.line_id))
         self.play(self.engine.greeting_for(self.line_id))
         self.engine.clock.attach(self.media)
         self.engine.later(self.engine.config["settings"]["max_call_seconds"], self._too_long)

@@ -18,6 +18,7 @@ from .paths import default_data_dir
 log = logging.getLogger("hotline")
 
 TWIN_SOCKET = "twin.sock"
+EMULATOR_MODELS = ("sim800", "sim7600", "e1550", "ec25")
 
 
 def main(argv=None):
@@ -65,6 +66,18 @@ def _parser():
     call.add_argument("--hold", type=float, default=3.0, metavar="SECONDS",
                       help="seconds to stay on the line after dialling (default: %(default)s)")
     call.add_argument("--json", action="store_true", help="print the result as JSON")
+    modem = command("modem", cmd_modem, "work with a modem directly (the engine must not be using it)")
+    modem_sub = modem.add_subparsers(dest="modem_command", required=True, metavar="ACTION")
+    probe = modem_sub.add_parser("probe", help="identify the modem on a port",
+                                 description="Identify the modem on PORT: model, firmware, IMEI, SIM, network.")
+    probe.add_argument("port", metavar="PORT", help="device or pyserial URL, e.g. /dev/ttyUSB2 or spy:///dev/ttyUSB2")
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    emulate = command("emulate", cmd_emulate, "run an emulated modem on pseudo-terminals until stopped")
+    emulate.add_argument("model", choices=sorted(EMULATOR_MODELS), metavar="MODEL",
+                         help="one of: %(choices)s")
+    emulate.add_argument("--number", default="+359700000009", help="its SIM's number (default: %(default)s)")
+    emulate.add_argument("--pin", help="make its SIM ask for this PIN")
+    emulate.add_argument("--json", action="store_true", help="print the ports as JSON")
     calls = command("calls", cmd_calls, "list the newest calls in the journal")
     calls.add_argument("--last", type=int, default=10, metavar="N", help="how many (default: %(default)s)")
     calls.add_argument("--json", action="store_true", help="print JSON")
@@ -115,6 +128,10 @@ def cmd_twin(args):
             if request["cmd"] == "call":
                 return world.place_call(request["line"], request["from"], request.get("digits", ""),
                                         float(request.get("hold", 3.0)), tone=request.get("tone"))
+            if request["cmd"] == "power_cycle":
+                return world.power_cycle(request["line"])
+            if request["cmd"] == "hang":
+                return world.hang(request["line"])
         except (TwinError, KeyError, ValueError) as err:
             raise ControlError(str(err)) from err
         raise ControlError(f"unknown command {request['cmd']!r}")
@@ -184,6 +201,40 @@ class _Supervisor:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def cmd_modem(args):
+    """hotline modem probe"""
+    from firmware.detect import probe
+    from firmware.errors import FirmwareError
+
+    try:
+        found = probe(args.port)
+    except FirmwareError as err:
+        raise ControlError(f"no modem answers on {args.port}: {err}") from err
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0 if found["family"] else 1
+    for key, value in found.items():
+        print(f"{key:>13}: {value if value not in (None, '') else '-'}")
+    return 0 if found["family"] else 1
+
+
+def cmd_emulate(args):
+    """hotline emulate"""
+    from hardware.virtual.families import EMULATORS
+    from hardware.virtual.network import VirtualNetwork
+
+    modem = EMULATORS[args.model](VirtualNetwork(), args.number, pin=args.pin)
+    ports = {"model": args.model, "number": args.number, "at_port": modem.at.path, "audio_port": modem.audio.path}
+    stop = _wait_for_signal()
+    if args.json:
+        print(json.dumps(ports), flush=True)
+    else:
+        print(f"emulated {modem.model}: AT port {modem.at.path}, audio port {modem.audio.path}; "
+              f"try: hotline modem probe {modem.at.path}   (Ctrl-C stops)", flush=True)
+    stop.wait()
+    modem.close()
 
 
 def cmd_status(args):

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 LAST_GOOD_FILE = "config.last-good.json"
 LANGUAGES = ("en", "bg", "uk", "ru")
-LINE_DRIVERS = ("sim7600",)
-VIRTUAL_MODELS = ("sim7600",)
+LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25")
+VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25")
 SINGLE_SECTIONS = ("settings", "virtual")
 LIST_SECTIONS = ("lines", "operators", "prompts")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -39,9 +39,9 @@ DEMO_CONFIG = {
     },
     "lines": [
         {"id": "gsm1", "name": "Demo SIM 1", "driver": "sim7600", "port": "dev/gsm1-at",
-         "audio_port": "dev/gsm1-pcm", "enabled": True},
+         "audio_port": "dev/gsm1-audio", "enabled": True, "power": {"kind": "virtual"}},
         {"id": "gsm2", "name": "Demo SIM 2", "driver": "sim7600", "port": "dev/gsm2-at",
-         "audio_port": "dev/gsm2-pcm", "enabled": True},
+         "audio_port": "dev/gsm2-audio", "enabled": True, "power": {"kind": "virtual"}},
     ],
     "operators": [
         {"id": "op1", "name": "Demo operator", "number": "+359700000100"},
@@ -211,7 +211,8 @@ def _items(document, name, check, key_field="id", prefix=""):
 
 
 def _settings(settings):
-    _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting"))
+    _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting",
+                                       "modem_poll_seconds"))
     _text(settings, "settings", "box_name", required=True)
     _choice(settings, "settings", "language", LANGUAGES)
     _text(settings, "settings", "timezone", required=True)
@@ -220,19 +221,50 @@ def _settings(settings):
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
         raise ConfigError("settings.timezone", f"unknown time zone {settings['timezone']!r}") from err
     _integer(settings, "settings", "max_call_seconds", 10, 86400)
+    settings.setdefault("modem_poll_seconds", 30)
+    _integer(settings, "settings", "modem_poll_seconds", 1, 3600)
     return settings
 
 
 def _line(line, where):
-    _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting"))
+    _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
+                              "microphone_gain", "speaker_gain", "power", "balance_ussd",
+                              "balance_check_hours", "low_balance"))
     _identifier(line, where)
     _text(line, where, "name")
     _choice(line, where, "driver", LINE_DRIVERS)
     _text(line, where, "port", required=True)
     _text(line, where, "audio_port", required=True)
+    if "pin" in line and not (isinstance(line["pin"], str) and re.fullmatch(r"\d{4,8}", line["pin"])):
+        raise ConfigError(f"{where}.pin", "must be 4 to 8 digits, in quotes")
+    for key in ("microphone_gain", "speaker_gain"):
+        if key in line:
+            _integer(line, where, key, 0, 100)
+    if "power" in line:
+        _power(line["power"], f"{where}.power")
+    if "balance_ussd" in line and not re.fullmatch(r"[*#][0-9*#]{1,30}", str(line["balance_ussd"])):
+        raise ConfigError(f"{where}.balance_ussd", "must be a USSD code such as *100#")
+    if "balance_check_hours" in line:
+        _integer(line, where, "balance_check_hours", 0, 24 * 31)
+    low = line.get("low_balance")
+    if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float))):
+        raise ConfigError(f"{where}.low_balance", "must be an amount such as 5 or 2.50")
     line.setdefault("enabled", True)
     if not isinstance(line["enabled"], bool):
         raise ConfigError(f"{where}.enabled", "must be true or false")
+
+
+def _power(power, where):
+    if not isinstance(power, dict):
+        raise ConfigError(where, "must be an object")
+    _choice(power, where, "kind", ("gpio", "usb", "virtual"))
+    known = {"gpio": ("kind", "pin", "active_high", "pulse_seconds"), "usb": ("kind", "device"),
+             "virtual": ("kind",)}[power["kind"]]
+    _no_unknown(power, where, known)
+    if power["kind"] == "gpio":
+        _integer(power, where, "pin", 0, 27)
+    if power["kind"] == "usb" and not str(power.get("device", "")).startswith("/dev/bus/usb/"):
+        raise ConfigError(f"{where}.device", "must be a USB device node such as /dev/bus/usb/001/004")
 
 
 def _operator(operator, where):
@@ -264,7 +296,7 @@ def _virtual(virtual, line_ids):
 
 
 def _modem(modem, where, line_ids):
-    _no_unknown(modem, where, ("line", "model", "number"))
+    _no_unknown(modem, where, ("line", "model", "number", "pin"))
     if "line" not in modem:
         raise ConfigError(f"{where}.line", "required")
     _refers(modem["line"], line_ids, f"{where}.line", "line")

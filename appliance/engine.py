@@ -16,9 +16,11 @@ from . import journal as journal_module
 from .calls import CallSession
 from .config import ConfigStore
 from .control import EventHub, JsonLineServer
+from firmware.errors import FirmwareError
+
 from .errors import ApplianceError, ControlError
 from .lines import LineRunner
-from .media import MediaClock
+from .media import MediaClock, gain_factor
 from .prompts import ensure_prompts
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,13 @@ class Engine:
         language = self.config["settings"]["language"]
         return next((p for p in prompts if p["language"] == language), prompts[0])
 
+    def software_gains(self, line_id):
+        """(incoming, outgoing) factors for a line whose modem cannot set its own levels."""
+        if not self.lines.get(line_id, {}).get("software_gain"):
+            return (1.0, 1.0)
+        line = next(line for line in self.config["lines"] if line["id"] == line_id)
+        return (gain_factor(line.get("speaker_gain", 50)), gain_factor(line.get("microphone_gain", 50)))
+
     def forget_call(self, session):
         """A session is over; the line is free for the next call."""
         if self._calls.get(session.line_id) is session:
@@ -176,8 +185,34 @@ class Engine:
             if command == "answer":
                 session.ended_on_line("answer failed", outcome="failed")
 
+    def _on_sms(self, line_id, sender, text, sent_at=None):
+        self.journal.add_sms(line_id, "in", sender, text, "received")
+        self.publish({"type": "sms.received", "line": line_id, "from": sender, "text": text})
+
+    def _on_alerting(self, line_id):
+        """Outgoing calls are the call engine's (issue #4); nothing to do for inbound ones."""
+
+    def _on_power_cycled(self, line_id, attempt):
+        self.journal.add_line_event(line_id, "power_cycled", attempt=attempt)
+        self.publish({"type": "line.power_cycled", "line": line_id})
+
     def _line_state(self, line_id, state):
+        before = self.lines.get(line_id, {}).get("state")
         self._set_line(line_id, state)
+        after = self.lines[line_id].get("state")
+        if before != after and {before, after} == {"up", "down"}:
+            # An outage (or its end) is part of the box's record, not just a log line.
+            self.journal.add_line_event(line_id, after, error=self.lines[line_id].get("error"))
+        if "balance" in state:
+            self._check_low_balance(line_id, state["balance"])
+
+    def _check_low_balance(self, line_id, balance):
+        line = next((line for line in self.config["lines"] if line["id"] == line_id), {})
+        threshold = line.get("low_balance")
+        if balance is None or threshold is None or balance >= threshold:
+            return
+        self.journal.add_line_event(line_id, "low_balance", balance=balance, threshold=threshold)
+        self.publish({"type": "line.low_balance", "line": line_id, "balance": balance, "threshold": threshold})
 
     def _set_line(self, line_id, changes):
         line = self.lines.setdefault(line_id, {"id": line_id})
@@ -204,6 +239,10 @@ class Engine:
             return self._in_loop(self._hangup_request, int(request["call"]))
         if cmd == "reload":
             return self._in_loop(self.reload)
+        if cmd in ("sms", "ussd", "balance"):
+            return self._line_request(cmd, request)
+        if cmd == "line":
+            return self._in_loop(self._line_details, str(request["line"]))
         raise ControlError(f"unknown command {cmd!r}")
 
     def status(self):
@@ -237,6 +276,32 @@ class Engine:
         self._start_lines([line for line in new["lines"] if line["id"] not in self._runners])
         return {"lines": sorted(new_lines)}
 
+    def _line_request(self, cmd, request):
+        """SMS, USSD and balance run on the line's thread; this control thread waits for them."""
+        runner = self._runners.get(str(request.get("line")))
+        if runner is None:
+            raise ControlError(f"no line {request.get('line')!r}")
+        try:
+            if cmd == "sms":
+                to, text = str(request["to"]), str(request["text"])
+                references = runner.call("sms", lambda driver: driver.send_sms(to, text))
+                self.post(self.journal.add_sms, runner.id, "out", to, text, "sent")
+                return {"parts": len(references)}
+            if cmd == "ussd":
+                code = str(request["code"])
+                return {"reply": runner.call("ussd", lambda driver: driver.ussd(code))}
+            state = runner.call("balance", runner.check_balance)
+            self.post(self._line_state, runner.id, state)
+            return state
+        except (FirmwareError, TimeoutError, ValueError) as err:
+            raise ControlError(f"line {runner.id}: {err}") from err
+
+    def _line_details(self, line_id):
+        if line_id not in self._runners:
+            raise ControlError(f"no line {line_id!r}")
+        return {"line": dict(self.lines.get(line_id, {})), "events": self.journal.line_events(line_id, 20),
+                "sms": self.journal.recent_sms(line_id, 20)}
+
     def _hangup_request(self, call_id):
         for session in self._calls.values():
             if session.id == call_id:
@@ -265,7 +330,8 @@ class Engine:
             self.lines[line["id"]] = {"id": line["id"], "state": "starting", "activity": "starting"}
             runner = LineRunner(line, self.data_dir,
                                 on_event=lambda line_id, event: self.post(self._line_event, line_id, event),
-                                on_state=lambda line_id, state: self.post(self._line_state, line_id, state))
+                                on_state=lambda line_id, state: self.post(self._line_state, line_id, state),
+                                poll_seconds=self.config["settings"]["modem_poll_seconds"])
             self._runners[line["id"]] = runner
             runner.start()
 

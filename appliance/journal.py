@@ -45,6 +45,26 @@ MIGRATIONS = (
         created_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE line_events (
+        id INTEGER PRIMARY KEY,
+        line_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX line_events_line ON line_events (line_id, at);
+    CREATE TABLE sms (
+        id INTEGER PRIMARY KEY,
+        line_id TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        peer TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX sms_peer ON sms (peer, at);
+    """,
 )
 
 
@@ -163,6 +183,30 @@ class Journal:
         """The newest calls first, without their events."""
         rows = self.conn.execute("SELECT * FROM calls ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
+
+    def add_line_event(self, line_id, kind, **detail):
+        """Record something that happened to a line itself: down, up, power_cycled."""
+        with self._transaction():
+            self.conn.execute("INSERT INTO line_events (line_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                              (line_id, now(), kind, json.dumps(detail, ensure_ascii=False)))
+
+    def line_events(self, line_id=None, limit=100):
+        """The newest line events first, of one line or all."""
+        query = "SELECT * FROM line_events" + (" WHERE line_id = ?" if line_id else "") + " ORDER BY id DESC LIMIT ?"
+        rows = self.conn.execute(query, ((line_id,) if line_id else ()) + (limit,))
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
+    def add_sms(self, line_id, direction, peer, text, status):
+        """Record an SMS received or sent (``status``: received, sent, failed: ...)."""
+        with self._transaction():
+            return self.conn.execute(
+                "INSERT INTO sms (line_id, direction, peer, text, at, status) VALUES (?, ?, ?, ?, ?, ?)",
+                (line_id, direction, peer, text, now(), status)).lastrowid
+
+    def recent_sms(self, line_id=None, limit=50):
+        """The newest SMS first, of one line or all."""
+        query = "SELECT * FROM sms" + (" WHERE line_id = ?" if line_id else "") + " ORDER BY id DESC LIMIT ?"
+        return [dict(row) for row in self.conn.execute(query, ((line_id,) if line_id else ()) + (limit,))]
 
     def close_unfinished(self, reason):
         """End calls that a previous run left open (it died mid-call); return how many."""

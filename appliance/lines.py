@@ -1,22 +1,30 @@
 """Line runners: each line's driver is owned by one thread that opens, polls and commands it.
 
 A modem that is missing or stops answering leaves its line ``down`` and is reopened with
-a growing back-off, while the other lines carry on. Commands for the modem (answer, hang
-up, dial) are queued to that thread, so the engine never waits on a serial port.
+a growing back-off; after ``REOPENS_BEFORE_POWER_CYCLE`` failed reopens its power switch
+(a GPIO power key, a USB reset, or the virtual twin's switch) is worked. The other lines
+carry on. Commands for the modem (answer, hang up, dial) are queued to that thread, so
+the engine never waits on a serial port.
 """
 import logging
 import os
 import queue
+import re
 import threading
+import time
+from concurrent.futures import Future
 
-from firmware.errors import FirmwareError
-from firmware.gsm import LineEvent, Sim7600Line
+from firmware.detect import open_line
+from firmware.errors import FirmwareError, LineStateError
+from firmware.gsm import LineEvent
+from firmware.power import GpioPowerKey, UsbReset, VirtualPowerSwitch
 
 log = logging.getLogger(__name__)
 
-DRIVERS = {"sim7600": Sim7600Line}
-POLL_SECONDS = 30.0
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+REOPENS_BEFORE_POWER_CYCLE = 2
+BOOT_SECONDS = 5.0
+TWIN_SOCKET = "twin.sock"
 _REOPEN = object()
 
 
@@ -27,18 +35,41 @@ def resolve_port(port, data_dir):
     return os.path.join(data_dir, port)
 
 
+def power_switch(line_config, data_dir):
+    """The power switch the config gives a line, or None."""
+    power = line_config.get("power")
+    if not power:
+        return None
+    if power["kind"] == "gpio":
+        return GpioPowerKey(power["pin"], active_high=power.get("active_high", True),
+                            pulse_seconds=power.get("pulse_seconds", 1.5))
+    if power["kind"] == "usb":
+        return UsbReset(power["device"])
+    return VirtualPowerSwitch(os.path.join(data_dir, TWIN_SOCKET), line_config["id"])
+
+
+def parse_balance(text):
+    """The first amount in a balance reply ("Баланс: 12.50 лв." -> 12.5), or None."""
+    match = re.search(r"-?\d+(?:[.,]\d+)?", text or "")
+    return float(match.group().replace(",", ".")) if match else None
+
+
 class LineRunner:
     """Owns one line's driver on a thread of its own."""
 
-    def __init__(self, line_config, data_dir, on_event, on_state):
+    def __init__(self, line_config, data_dir, on_event, on_state, poll_seconds=30.0):
         self.config = line_config
         self.id = line_config["id"]
         self._data_dir = data_dir
         self._on_event = on_event
         self._on_state = on_state
+        self._poll_seconds = poll_seconds
+        self._power = power_switch(line_config, data_dir)
         self._commands = queue.Queue()
         self._stop = threading.Event()
         self.driver = None
+        self._failed_opens = 0
+        self._balance_checked = float("-inf")
         self._thread = threading.Thread(target=self._run, name=f"line-{self.id}", daemon=True)
 
     def start(self):
@@ -49,44 +80,83 @@ class LineRunner:
         """Run ``action(driver)`` on the line's thread; failures come back as ``command_failed``."""
         self._commands.put((name, action))
 
+    def call(self, name, action, timeout=60.0):
+        """Run ``action(driver)`` on the line's thread and wait for its result (control threads only)."""
+        if self.driver is None:
+            raise LineStateError(f"line {self.id} is down")
+        future = Future()
+
+        def run(driver):
+            try:
+                future.set_result(action(driver))
+            except FirmwareError as err:
+                future.set_exception(err)
+
+        self._commands.put((name, run))
+        return future.result(timeout=timeout)
+
     def stop(self):
         """Close the driver and stop the thread; safe to call twice."""
         self._stop.set()
         self._commands.put(None)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
         self._close_driver()
+        if self._power is not None:
+            self._power.close()
+            self._power = None
 
     def _run(self):
-        attempt = 0
         while not self._stop.is_set():
-            if self.driver is None:
-                if self._open():
-                    attempt = 0
-                else:
-                    self._stop.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
-                    attempt += 1
-                continue
-            self._serve_one()
+            if self.driver is not None:
+                self._serve_one()
+            elif not self._open():
+                self._recover()
 
     def _open(self):
-        driver_class = DRIVERS[self.config["driver"]]
         port = resolve_port(self.config["port"], self._data_dir)
         audio = resolve_port(self.config["audio_port"], self._data_dir)
         try:
-            self.driver = driver_class(port, audio, self._driver_event, name=self.id)
+            self.driver = open_line(port, self._driver_event, family=self.config["driver"], audio_port=audio,
+                                    name=self.id, pin=self.config.get("pin"))
+            self._apply_gain()
             info = self.driver.info()
         except FirmwareError as err:
             self._close_driver()
             self._on_state(self.id, {"state": "down", "error": str(err)})
             return False
         log.info("line %s up: %s", self.id, info)
-        self._on_state(self.id, {"state": "up", "error": None, **info})
+        self._failed_opens = 0
+        self._on_state(self.id, {"state": "up", "error": None, "inband_dtmf": self.driver.inband_dtmf,
+                                 "software_gain": self.driver.software_gain, **info})
         return True
+
+    def _recover(self):
+        """Wait before the next open; work the power switch when reopening is not enough."""
+        self._failed_opens += 1
+        if self._power is not None and self._failed_opens % (REOPENS_BEFORE_POWER_CYCLE + 1) == 0:
+            try:
+                self._power.cycle()
+            except FirmwareError as err:
+                log.error("line %s: power cycle failed: %s", self.id, err)
+            else:
+                log.warning("line %s: modem power-cycled", self.id)
+                self._on_event(self.id, LineEvent("power_cycled", {"attempt": self._failed_opens}))
+                self._stop.wait(BOOT_SECONDS)
+                return
+        delay = RETRY_SECONDS[min(self._failed_opens - 1, len(RETRY_SECONDS) - 1)]
+        self._stop.wait(delay)
+
+    def _apply_gain(self):
+        if "microphone_gain" not in self.config and "speaker_gain" not in self.config:
+            return
+        if self.driver.software_gain:
+            return  # the engine applies it to the audio
+        self.driver.set_gain(self.config.get("microphone_gain", 50), self.config.get("speaker_gain", 50))
 
     def _serve_one(self):
         try:
-            item = self._commands.get(timeout=POLL_SECONDS)
+            item = self._commands.get(timeout=self._poll_seconds)
         except queue.Empty:
             return self._poll()
         if item is None:
@@ -103,9 +173,22 @@ class LineRunner:
 
     def _poll(self):
         try:
-            self._on_state(self.id, self.driver.info())
+            state = self.driver.info()
+            if self._balance_due():
+                state.update(self.check_balance(self.driver))
+            self._on_state(self.id, state)
         except FirmwareError as err:
             self._lost(f"the modem stopped answering: {err}")
+
+    def check_balance(self, driver):
+        """Ask the network for the SIM's balance by USSD; return the line-state fields."""
+        self._balance_checked = time.monotonic()
+        text = driver.ussd(self.config.get("balance_ussd", "*100#"))
+        return {"balance_text": text, "balance": parse_balance(text), "balance_checked": time.time()}
+
+    def _balance_due(self):
+        hours = self.config.get("balance_check_hours", 0)
+        return hours > 0 and time.monotonic() - self._balance_checked >= hours * 3600
 
     def _lost(self, reason):
         log.warning("line %s down: %s", self.id, reason)

@@ -83,15 +83,34 @@ class Recorder:
         return self.path
 
 
-class CallMedia:
-    """The media of one call: line audio in and out, a prompt player, a recorder."""
+def gain_factor(percent):
+    """A level setting of 0-100 % as a linear factor: 50 % is unchanged, the ends are ±12 dB."""
+    return 10 ** ((percent - 50) / 50 * 12 / 20)
 
-    def __init__(self, port, recorder, on_prompt_done, on_failed):
+
+def apply_gain(frame, factor):
+    """Scale a frame by ``factor`` with saturation."""
+    scaled = np.frombuffer(frame, dtype="<i2").astype(np.float32) * factor
+    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+
+
+class CallMedia:
+    """The media of one call: line audio in and out, a prompt player, a recorder.
+
+    For a modem that cannot report DTMF or set its own levels, ``dtmf_detector`` listens
+    to the caller and ``gains`` (incoming, outgoing factors) are applied here.
+    """
+
+    def __init__(self, port, recorder, on_prompt_done, on_failed, *, dtmf_detector=None, on_dtmf=None,
+                 gains=(1.0, 1.0)):
         self.port = port
         self.recorder = recorder
         self.player = None
         self._on_prompt_done = on_prompt_done
         self._on_failed = on_failed
+        self._detector = dtmf_detector
+        self._on_dtmf = on_dtmf
+        self._gain_in, self._gain_out = gains
         self.failed = False
 
     def play(self, player):
@@ -103,7 +122,14 @@ class CallMedia:
         if self.failed:
             return
         incoming = self.port.read_frame() or SILENCE
+        if self._gain_in != 1.0:
+            incoming = apply_gain(incoming, self._gain_in)
+        if self._detector is not None:
+            for digit in self._detector.feed(incoming):
+                self._on_dtmf(digit)
         outgoing = self._next_outgoing()
+        if self._gain_out != 1.0 and outgoing is not SILENCE:
+            outgoing = apply_gain(outgoing, self._gain_out)
         try:
             self.port.write_frame(outgoing)
         except FirmwareError as err:

@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from firmware.at import ATChannel  # noqa: E402
 from hardware.virtual.network import VirtualNetwork  # noqa: E402
-from hardware.virtual.sim7600 import Sim7600Emulator  # noqa: E402
+from hardware.virtual.families import Sim7600Emulator  # noqa: E402
 
 COUNT = 500
 

@@ -43,6 +43,7 @@ class _Pending:
     lines: list = field(default_factory=list)
     result: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    prompt: threading.Event | None = None  # set when the modem asks for the payload ("> ")
 
     def expects_call_result(self):
         """Whether NO CARRIER/BUSY/... ends this command rather than arriving as a URC."""
@@ -73,23 +74,34 @@ class ATChannel:
         """True once the port is closed or lost."""
         return self._closed
 
-    def command(self, command, *, timeout=5.0, prefix=None):
+    def command(self, command, *, timeout=5.0, prefix=None, payload=None):
         """Send ``command`` and return its information lines; raise on error or timeout.
 
-        ``prefix`` (``"+CSQ:"``) claims lines that would otherwise pass for URCs.
+        ``prefix`` (``"+CSQ:"``) claims lines that would otherwise pass for URCs. With
+        ``payload`` (an SMS PDU), wait for the ``> `` prompt, send it and end it with Ctrl-Z.
         """
         with self._lock:
             if self._closed:
                 raise PortClosed(f"{self.name} is closed")
-            pending = _Pending(command, prefix)
+            pending = _Pending(command, prefix, prompt=threading.Event() if payload is not None else None)
             self._pending = pending
             try:
                 self._write(command + "\r")
+                if payload is not None:
+                    self._send_payload(pending, payload, timeout)
                 if not pending.done.wait(timeout):
                     raise ATTimeout(f"{self.name}: no answer to {command!r} within {timeout:g} s")
             finally:
                 self._pending = None
         return _outcome(pending, self.name)
+
+    def _send_payload(self, pending, payload, timeout):
+        if not pending.prompt.wait(timeout) or pending.done.is_set():
+            if not pending.done.is_set():
+                self._write("\x1b")  # ESC: leave the prompt so the modem is not stuck in it
+                raise ATTimeout(f"{self.name}: no '>' prompt after {pending.command!r}")
+            return
+        self._write(payload + "\x1a")
 
     def close(self):
         """Stop the threads and close the port; safe to call twice."""
@@ -118,7 +130,16 @@ class ATChannel:
                     log.warning("%s: port lost: %s", self.name, err)
                 break
             buffer = self._split_lines(buffer + chunk)
+            buffer = self._check_prompt(buffer)
         self._mark_closed()
+
+    def _check_prompt(self, buffer):
+        """The payload prompt ``> `` comes without a line end: spot it in the rest."""
+        pending = self._pending
+        if pending is not None and pending.prompt is not None and buffer.strip() == b">":
+            pending.prompt.set()
+            return b""
+        return buffer
 
     def _split_lines(self, buffer):
         """Hand every complete line in ``buffer`` on; return the unfinished rest."""

@@ -32,3 +32,7 @@ def _error_code(result):
     _, sep, tail = result.partition(":")
     tail = tail.strip()
     return int(tail) if sep and tail.isdigit() else None
+
+
+class SimError(FirmwareError, PermissionError):
+    """The SIM is locked (PIN needed or refused), missing or blocked."""

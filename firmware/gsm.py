@@ -1,41 +1,54 @@
-"""GSM voice lines: caller ID, answer, hang up, dial out, DTMF and the PCM audio path.
+"""GSM voice lines: what every modem family shares, and the hooks where they differ.
 
-This first driver speaks the SIMCom SIM7600 dialect (``VOICE CALL: BEGIN/END``,
-``+RXDTMF``, PCM on a USB serial port after ``AT+CPCMREG=1``). It reports what happens
-on the line as ``LineEvent`` objects through one callback and never blocks the caller
-of that callback on the modem.
+A line owns an AT channel and (for most families) an audio port. It reports what
+happens as ``LineEvent`` objects through one callback: incoming, alerting, connected,
+dtmf, ended, missed, sms, down. Family classes (simcom.py, huawei.py, quectel.py) give
+their init sequence, their URCs and their audio path.
 """
+import datetime
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
+from . import pdu
 from .at import ATChannel
 from .audio import SerialAudioPort
-from .errors import FirmwareError, LineStateError
+from .errors import ATCommandError, ATTimeout, FirmwareError, LineStateError, SimError
 
 log = logging.getLogger(__name__)
 
-IDLE, RINGING, DIALING, ACTIVE = "idle", "ringing", "dialing", "active"
-LEFTOVER_CALL_STATES = {0, 1, 2, 3}  # +CLCC stat: active, held, dialling, alerting
+IDLE, RINGING, DIALING, ALERTING, ACTIVE = "idle", "ringing", "dialing", "alerting", "active"
 REGISTRATION = {0: "not registered", 1: "home", 2: "searching", 3: "denied", 4: "unknown", 5: "roaming"}
+LEFTOVER_CALL_STATES = {0, 1, 2, 3}  # +CLCC stat: active, held, dialling, alerting
+CALL_END_WORDS = {"NO CARRIER": "remote", "BUSY": "busy", "NO ANSWER": "no answer", "NO DIALTONE": "no dial tone"}
+# 3GPP TS 24.008 10.5.4.11 cause values that mean something to a caller.
+END_CAUSES = {1: "unassigned number", 16: "remote", 17: "busy", 18: "no answer", 19: "no answer",
+              21: "rejected", 31: "remote", 34: "congestion"}
 
 
 @dataclass(frozen=True)
 class LineEvent:
-    """Something that happened on a line: incoming, connected, dtmf, ended, missed, down."""
+    """Something that happened on a line: incoming, connected, dtmf, ended, missed, sms, down..."""
 
     kind: str
     data: dict = field(default_factory=dict)
 
 
-class Sim7600Line:
-    """A voice line on a SIMCom SIM7600 modem, its AT port and its PCM audio port."""
+class GsmLine:
+    """A voice line on an AT-command GSM modem; subclasses speak each family's dialect."""
 
-    model_family = "sim7600"
-    init_commands = ("ATE0", "AT+CMEE=1", "AT+CLIP=1", "AT+CVHU=0", "AT+CLCC=0", "AT+DDET=1")
+    family = "generic"
+    models = ()  # substrings of AT+CGMM / ATI that name this family
+    usb_ids = ()  # (vendor, product) pairs
+    init_commands = ()
+    hangup_command = "AT+CHUP"
+    inband_dtmf = False  # True when the modem cannot report DTMF and the engine must listen
+    gain_commands = None  # (mic template, speaker template, mic range, speaker range)
+    software_gain = False  # True when levels must be applied to the audio by the engine
+    ussd_packed = False  # replies in the TE character set; Huawei sends GSM7-packed hex
 
-    def __init__(self, port, audio_port, on_event, *, name="gsm"):
+    def __init__(self, port, on_event, *, audio_port=None, name="gsm", pin=None):
         self.name = name
         self._on_event = on_event
         self._state = IDLE
@@ -43,45 +56,75 @@ class Sim7600Line:
         self._caller_seen = False
         self._connected_at = None
         self._hung_up_locally = False
+        self._ussd_reply = None
+        self._ussd_done = threading.Event()
+        self._sms_parts = pdu.Reassembler()
         self.audio = None
-        self._channel = ATChannel(port, self._handle_urc, on_closed=self._handle_closed, name=name)
+        self.channel = ATChannel(port, self._handle_urc, on_closed=self._handle_closed, name=name)
         try:
-            self._initialise()
-            self.audio = SerialAudioPort(audio_port, name=f"{name}-pcm")
+            self._initialise(pin)
+            self.audio = self._open_audio(audio_port)
         except FirmwareError:
-            self._channel.close()
+            self.channel.close()
             raise
 
     @property
     def state(self):
-        """The call state of the line: idle, ringing, dialing or active."""
+        """The call state: idle, ringing, dialing, alerting or active."""
         return self._state
 
+    # --- identity and network ---------------------------------------------------
+
     def info(self):
-        """Read model, IMEI, signal, registration and operator from the modem."""
-        command = self._channel.command
-        rssi = _csq_rssi(command("AT+CSQ", prefix="+CSQ:"))
+        """Model, revision, IMEI, ICCID, signal, registration and operator, read now."""
+        rssi = _csq_rssi(self.command("AT+CSQ", prefix="+CSQ:"))
         return {
-            "model": _first(command("AT+CGMM")),
-            "imei": _first(command("AT+CGSN")),
+            "family": self.family,
+            "model": _first(self.command("AT+CGMM")),
+            "revision": _strip_prefix(_first(self.command("AT+CGMR")), "+CGMR:"),
+            "imei": _first(self.command("AT+CGSN")),
+            "iccid": self.iccid(),
             "signal_dbm": None if rssi is None else -113 + 2 * rssi,
             "signal_bars": _bars(rssi),
-            "registration": _creg(command("AT+CREG?", prefix="+CREG:")),
-            "operator": _cops(command("AT+COPS?", prefix="+COPS:")),
+            "registration": _creg(self.command("AT+CREG?", prefix="+CREG:")),
+            "operator": _cops(self.command("AT+COPS?", prefix="+COPS:")),
         }
+
+    def iccid(self):
+        """The SIM card's ICCID."""
+        return _strip_prefix(_first(self.command("AT+CCID", prefix="+CCID:")), "+CCID:")
+
+    def network_time(self):
+        """The modem's clock (set from the network by NITZ) as an aware datetime, or None."""
+        return _cclk(self.command("AT+CCLK?", prefix="+CCLK:"))
+
+    def set_gain(self, microphone, speaker):
+        """Set microphone and speaker levels, each 0-100 % of the family's range."""
+        if self.gain_commands is None:
+            raise LineStateError(f"{self.name}: {self.family} has no gain commands")
+        mic_template, speaker_template, mic_range, speaker_range = self.gain_commands
+        self.command(mic_template.format(_scale(microphone, mic_range)))
+        self.command(speaker_template.format(_scale(speaker, speaker_range)))
+
+    def command(self, command, **options):
+        """Send one AT command on this line's channel and return its lines."""
+        return self.channel.command(command, **options)
+
+    # --- calls ------------------------------------------------------------------
 
     def answer(self):
         """Pick up the ringing call."""
         if self._state != RINGING:
             raise LineStateError(f"{self.name}: no call is ringing")
-        self._channel.command("ATA", timeout=10)
+        self.command(self._answer_command(), timeout=10)
+        self._after_answer()
 
     def hangup(self):
         """End the call in progress (or refuse the ringing one)."""
         if self._state == IDLE:
             return
         self._hung_up_locally = True
-        self._channel.command("AT+CHUP", timeout=10)
+        self.command(self.hangup_command, timeout=10)
         self._end_call("local")
 
     def dial(self, number):
@@ -91,48 +134,154 @@ class Sim7600Line:
         self._set_state(DIALING)
         self._hung_up_locally = False
         try:
-            self._channel.command(f"ATD{number};", timeout=10)
+            self.command(f"ATD{number};", timeout=10)
         except FirmwareError:
             self._set_state(IDLE)
             raise
+        self._after_dial()
 
     def send_dtmf(self, digits):
         """Send DTMF digits to the far end of the active call."""
+        if self._state != ACTIVE:
+            raise LineStateError(f"{self.name}: no active call")
         for digit in digits:
-            self._channel.command(f"AT+VTS={digit}")
+            self.command(f"AT+VTS={digit}")
+
+    # --- SMS and USSD -------------------------------------------------------------
+
+    def send_sms(self, number, text):
+        """Send an SMS (several parts if long; UCS2 for Cyrillic); return the message references."""
+        self.command("AT+CMGF=0")
+        references = []
+        for hex_pdu, length in pdu.encode_submit(number, text, reference=_next_reference()):
+            lines = self.command(f"AT+CMGS={length}", payload=hex_pdu, timeout=60, prefix="+CMGS:")
+            references.append(int(_fields(lines, "+CMGS:")[0]))
+        return references
+
+    def ussd(self, code, timeout=30.0):
+        """Send a USSD code (``*100#``) and return the network's reply text."""
+        self._ussd_done.clear()
+        self._ussd_reply = None
+        self.command(self._ussd_command(code), timeout=10)
+        if not self._ussd_done.wait(timeout):
+            raise ATTimeout(f"{self.name}: no USSD reply to {code} within {timeout:g} s")
+        status, text = self._ussd_reply
+        if status == 4:
+            raise ATCommandError(f"USSD {code}", "+CUSD: 4 (operation not supported)")
+        return text
+
+    # --- life cycle ---------------------------------------------------------------
 
     def close(self):
         """Close the audio port and the AT port; safe to call twice."""
         if self.audio is not None:
             self.audio.close()
-        self._channel.close()
+        self.channel.close()
 
-    def _initialise(self):
-        self._channel.command("AT", timeout=2)
+    # --- hooks for families -------------------------------------------------------
+
+    def _answer_command(self):
+        return "ATA"
+
+    def _after_answer(self):
+        """Called once ATA returned OK (SIM800 is connected from then on)."""
+
+    def _after_dial(self):
+        """Called once ATD returned OK."""
+
+    def _audio_on(self):
+        """Switch the modem's voice to the audio port (a call just connected)."""
+
+    def _audio_off(self):
+        """Switch the audio port off (the call ended)."""
+
+    def _open_audio(self, audio_port):
+        return SerialAudioPort(audio_port, name=f"{self.name}-audio") if audio_port else None
+
+    def _ussd_command(self, code):
+        return f'AT+CUSD=1,"{code}",15'
+
+    def _family_urc(self, line):
+        """Handle a URC only this family sends; return True if it was one."""
+        return False
+
+    # --- set-up -------------------------------------------------------------------
+
+    def _initialise(self, pin):
+        self.command("AT", timeout=2)
+        self.command("ATE0")
+        self.command("AT+CMEE=1")
+        self._unlock_sim(pin)
         for command in self.init_commands:
-            self._channel.command(command)
+            self.command(command)
+        self.command("AT+CMGF=0")
+        self.command("AT+CNMI=2,1,0,0,0")
+        self._clear_leftover_call()
+
+    def _unlock_sim(self, pin):
+        state = _strip_prefix(_first(self.command("AT+CPIN?", prefix="+CPIN:")), "+CPIN:")
+        if state == "READY":
+            return
+        if state != "SIM PIN":
+            raise SimError(f"{self.name}: SIM is {state or 'not answering'}; it needs a technician")
+        if not pin:
+            raise SimError(f"{self.name}: the SIM asks for a PIN and none is configured")
+        try:
+            self.command(f'AT+CPIN="{pin}"', timeout=10)
+        except ATCommandError as err:
+            raise SimError(f"{self.name}: the SIM refused the configured PIN ({err.result})") from err
+        self._wait_sim_ready()
+
+    def _wait_sim_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if "READY" in _first(self.command("AT+CPIN?", prefix="+CPIN:")):
+                    return
+            except ATCommandError:
+                pass  # +CME ERROR: 14, SIM busy: the SIM is still starting
+            time.sleep(0.2)
+        raise SimError(f"{self.name}: the SIM did not become ready after the PIN")
+
+    def _clear_leftover_call(self):
         if any(_clcc_stat(line) in LEFTOVER_CALL_STATES
-               for line in self._channel.command("AT+CLCC", prefix="+CLCC:")):
+               for line in self.command("AT+CLCC", prefix="+CLCC:")):
             # A call from before we opened the port (the engine restarted mid-call):
             # nobody is handling it, so free the line. A ringing call is left to ring.
             log.warning("%s: hanging up a call left over from before the line was opened", self.name)
-            self._channel.command("AT+CHUP", timeout=10)
+            self.command(self.hangup_command, timeout=10)
+
+    # --- unsolicited results --------------------------------------------------------
 
     def _handle_urc(self, line):
+        if self._family_urc(line):
+            return
         if line == "RING" or line.startswith("+CRING:"):
             self._ring()
         elif line.startswith("+CLIP:"):
             self._caller_id(_clip_number(line))
-        elif line == "VOICE CALL: BEGIN":
-            self._connected()
-        elif line.startswith("VOICE CALL: END") or line.startswith(("NO CARRIER", "BUSY", "NO ANSWER")):
-            self._end_call("local" if self._hung_up_locally else _end_cause(line))
-        elif line.startswith("MISSED_CALL:"):
-            self._missed()
-        elif line.startswith("+RXDTMF:"):
-            self._emit("dtmf", digit=line.split(":", 1)[1].strip()[:1])
+        elif line.startswith("+CLCC:"):
+            self._clcc(line)
+        elif line.split(":")[0] in CALL_END_WORDS:
+            self._end_call(self._cause(CALL_END_WORDS[line.split(":")[0]]))
+        elif line.startswith("+CMTI:"):
+            self._read_stored_sms(int(line.rsplit(",", 1)[1]))
+        elif line.startswith("+CUSD:"):
+            self._ussd_arrived(line)
         else:
             log.debug("%s: ignored URC %r", self.name, line)
+
+    def _clcc(self, line):
+        """+CLCC pushed on state changes (AT+CLCC=1): alerting, active.
+
+        The "released" report (stat 6) is left to the NO CARRIER / BUSY / NO ANSWER that
+        follows it, because only that word says why the call ended.
+        """
+        stat = _clcc_stat(line)
+        if stat == 3:
+            self._alerting()
+        elif stat == 0:
+            self._connected()
 
     def _ring(self):
         if self._state == IDLE:
@@ -149,16 +298,23 @@ class Sim7600Line:
             self._caller_seen = True
             self._emit("incoming", number=number)
 
+    def _alerting(self):
+        if self._state == DIALING:
+            self._set_state(ALERTING)
+            self._emit("alerting")
+
     def _connected(self):
-        if self._state not in (RINGING, DIALING):
-            return
-        self._set_state(ACTIVE)
+        with self._state_lock:
+            if self._state not in (RINGING, DIALING, ALERTING):
+                return
+            self._state = ACTIVE
         self._connected_at = time.monotonic()
-        self.audio.flush()
+        if self.audio is not None:
+            self.audio.flush()
         try:
-            self._channel.command("AT+CPCMREG=1")
+            self._audio_on()
         except FirmwareError as err:
-            log.warning("%s: PCM audio did not open: %s", self.name, err)
+            log.warning("%s: the audio path did not open: %s", self.name, err)
         self._emit("connected")
 
     def _missed(self):
@@ -172,15 +328,43 @@ class Sim7600Line:
         if previous == IDLE:
             return
         if previous == ACTIVE:
-            self._close_pcm()
+            try:
+                self._audio_off()
+            except FirmwareError as err:
+                log.warning("%s: the audio path did not close: %s", self.name, err)
         seconds = time.monotonic() - self._connected_at if previous == ACTIVE else 0.0
         self._emit("ended" if previous != RINGING else "missed", cause=cause, seconds=round(seconds, 2))
 
-    def _close_pcm(self):
+    def _cause(self, cause):
+        return "local" if self._hung_up_locally else cause
+
+    def _read_stored_sms(self, index):
         try:
-            self._channel.command("AT+CPCMREG=0")
+            lines = self.command(f"AT+CMGR={index}", prefix="+CMGR:", timeout=10)
+            self.command(f"AT+CMGD={index}")
         except FirmwareError as err:
-            log.warning("%s: PCM audio did not close: %s", self.name, err)
+            log.warning("%s: cannot read SMS %d: %s", self.name, index, err)
+            return
+        self._sms_arrived(lines[-1] if lines else "")
+
+    def _sms_arrived(self, hex_pdu):
+        try:
+            message = pdu.decode_deliver(hex_pdu)
+        except pdu.PduError as err:
+            log.warning("%s: skipped an SMS that does not decode: %s", self.name, err)
+            return
+        text = self._sms_parts.add(message)
+        if text is not None:
+            self._emit("sms", sender=message["sender"], text=text,
+                       sent_at=message["timestamp"].isoformat() if message.get("timestamp") else None)
+
+    def _ussd_arrived(self, line):
+        fields = _split_fields(line.split(":", 1)[1])
+        status = int(fields[0]) if fields and fields[0].isdigit() else 2
+        payload = fields[1] if len(fields) > 1 else ""
+        dcs = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 15
+        self._ussd_reply = (status, pdu.decode_ussd(payload, dcs, packed=self.ussd_packed))
+        self._ussd_done.set()
 
     def _handle_closed(self):
         self._emit("down", reason="port closed")
@@ -193,14 +377,43 @@ class Sim7600Line:
         self._on_event(LineEvent(kind, data))
 
 
+# --- parsing helpers (shared by the families) ----------------------------------------
+
+_references = iter(range(1, 1 << 30))
+
+
+def _next_reference():
+    """A concatenated-SMS reference that changes from message to message."""
+    return next(_references) % 256
+
+
 def _first(lines):
     return lines[0] if lines else ""
+
+
+def _strip_prefix(text, prefix):
+    return text[len(prefix):].strip() if text.startswith(prefix) else text.strip()
+
+
+def _split_fields(text):
+    """Comma-separated fields with quotes removed; commas inside quotes are kept."""
+    fields, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            fields.append(current.strip())
+            current = ""
+        else:
+            current += char
+    fields.append(current.strip())
+    return fields
 
 
 def _fields(lines, prefix):
     for line in lines:
         if line.startswith(prefix):
-            return [part.strip().strip('"') for part in line[len(prefix):].split(",")]
+            return _split_fields(line[len(prefix):])
     return []
 
 
@@ -212,9 +425,7 @@ def _csq_rssi(lines):
 
 def _bars(rssi):
     """Signal bars 0-5 from a +CSQ rssi (0-31), as phones draw them."""
-    if rssi is None:
-        return 0
-    return min(5, (rssi + 2) // 6)
+    return 0 if rssi is None else min(5, (rssi + 2) // 6)
 
 
 def _creg(lines):
@@ -230,19 +441,30 @@ def _cops(lines):
 
 def _clip_number(line):
     """The number of a ``+CLIP: "+359...",145,...`` line; empty when withheld."""
-    fields = line.split(":", 1)[1].split(",")
-    return fields[0].strip().strip('"') if fields else ""
+    fields = _split_fields(line.split(":", 1)[1])
+    return fields[0] if fields else ""
 
 
 def _clcc_stat(line):
     """The <stat> field of a +CLCC line, or None."""
-    fields = line.split(":", 1)[-1].split(",")
-    return int(fields[2]) if len(fields) > 2 and fields[2].strip().isdigit() else None
+    fields = _split_fields(line.split(":", 1)[-1])
+    return int(fields[2]) if len(fields) > 2 and fields[2].lstrip("-").isdigit() else None
 
 
-def _end_cause(line):
-    if line.startswith("BUSY"):
-        return "busy"
-    if line.startswith("NO ANSWER"):
-        return "no answer"
-    return "remote"
+def _cclk(lines):
+    """``+CCLK: "24/06/08,05:15:27+08"`` (time zone in quarter hours) as a datetime."""
+    text = ",".join(_fields(lines, "+CCLK:")[:2])  # one quoted field, or two if unquoted
+    try:
+        stamp = datetime.datetime.strptime(text[:17], "%y/%m/%d,%H:%M:%S")
+        quarters = int(text[17:])
+    except ValueError:
+        return None
+    if stamp.year < 2020:
+        return None  # the modem has not heard the network's time yet
+    return stamp.replace(tzinfo=datetime.timezone(datetime.timedelta(minutes=15 * quarters)))
+
+
+def _scale(percent, value_range):
+    low, high = value_range
+    percent = max(0, min(100, int(percent)))
+    return low + round((high - low) * percent / 100)

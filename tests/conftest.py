@@ -12,7 +12,7 @@ import pytest
 from appliance.control import ControlClient
 from appliance.errors import ApplianceError
 from hardware.virtual.network import VirtualNetwork
-from hardware.virtual.sim7600 import Sim7600Emulator
+from hardware.virtual.families import Sim7600Emulator
 from web_ui import create_app
 
 MODEM_NUMBER = "+359700000001"

@@ -118,3 +118,25 @@ def test_the_journal_page_plays_the_recording(web, box, first_call):
     assert audio.status_code == 200 and audio.mimetype == "audio/wav"
     with open(os.path.join(box.data_dir, first_call["recording"]), "rb") as handle:
         assert audio.data == handle.read()
+
+
+def test_the_line_page_shows_the_modem_and_checks_the_balance(web, box):
+    page = web.get("/lines/gsm1").get_data(as_text=True)
+    assert "SIMCOM_SIM7600E-H" in page and "861234567890002" in page
+    response = web.post("/lines/gsm1/balance", follow_redirects=True)
+    assert "Balance: 12.50 BGN" in response.get_data(as_text=True)
+    assert web.get("/lines/gsm9").status_code == 404
+
+
+def test_a_test_sms_in_cyrillic_from_the_line_page(web):
+    text = "Тест от кутията: здравейте!"
+    response = web.post("/lines/gsm2/sms", data={"to": "+359888123456", "text": text}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "SMS sent to +359888123456 in 1 part(s)." in page
+    assert text in page  # listed among the line's SMS
+
+
+@pytest.mark.parametrize("form, field", [({"to": "call me", "text": "hi"}, "to"), ({"to": "+359888123456", "text": " "}, "text")])
+def test_the_sms_form_names_the_bad_field(web, form, field):
+    response = web.post("/lines/gsm2/sms", data=form)
+    assert response.status_code == 400 and f'id="{field}-error"' in response.get_data(as_text=True)

@@ -88,3 +88,27 @@ def test_broken_file_is_refused_and_the_last_good_copy_stays_in_force(tmp_path, 
     config = store.read()
     assert config["settings"]["box_name"] == "Last good"
     assert message in store.problem and "config.json refused" in store.problem
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["lines"][0].update(pin="12"), "lines[0].pin"),
+    (lambda d: d["lines"][0].update(microphone_gain=101), "lines[0].microphone_gain"),
+    (lambda d: d["lines"][0].update(power={"kind": "gpio", "pin": 99}), "lines[0].power.pin"),
+    (lambda d: d["lines"][0].update(power={"kind": "usb", "device": "/etc/passwd"}), "lines[0].power.device"),
+    (lambda d: d["lines"][0].update(power={"kind": "relay"}), "lines[0].power.kind"),
+    (lambda d: d["lines"][0].update(balance_ussd="100"), "lines[0].balance_ussd"),
+    (lambda d: d["lines"][0].update(low_balance="low"), "lines[0].low_balance"),
+    (lambda d: d["settings"].update(modem_poll_seconds=0), "settings.modem_poll_seconds"),
+    (lambda d: d["virtual"]["modems"][0].update(model="nokia"), "virtual.modems[0].model"),
+])
+def test_line_settings_are_validated(change, field):
+    with pytest.raises(ConfigError) as caught:
+        validate(broken(change))
+    assert caught.value.field == field
+
+
+def test_every_family_is_a_driver_and_an_emulator():
+    for family in ("auto", "sim800", "sim7600", "e1550", "ec25"):
+        validate(broken(lambda d: d["lines"][0].update(driver=family)))
+    for model in ("sim800", "sim7600", "e1550", "ec25"):
+        validate(broken(lambda d: d["virtual"]["modems"][0].update(model=model)))

@@ -1,9 +1,13 @@
 """The box keeps going when a modem vanishes or the engine is killed in the middle of a call."""
+import json
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
+
+from appliance.control import ControlClient
 
 from .conftest import Box, wait_for
 
@@ -41,3 +45,41 @@ def test_engine_killed_mid_call_keeps_the_journal_and_closes_the_call_on_restart
     assert [e["kind"] for e in call["events"]][:3] == ["ring", "answered", "prompt"]
     follow_up = fresh_box.hotline_json("call", "--line", "gsm1", "--from", "+359888000555", "--hold", "1", "--json")
     assert follow_up["outcome"] == "answered" and follow_up["call_id"] == call["id"] + 1
+
+
+@pytest.fixture
+def quick_poll_box(tmp_path):
+    """A box whose lines poll their modems every second, so a hang is found quickly."""
+    from appliance.config import ConfigStore, demo_config
+
+    config = demo_config()
+    config["settings"]["modem_poll_seconds"] = 1
+    ConfigStore(tmp_path).save(config)
+    running = Box(tmp_path)
+    running.start("twin", "engine")
+    yield running
+    running.stop()
+
+
+def test_a_hung_modem_is_power_cycled_and_the_other_line_keeps_its_call(quick_poll_box):
+    box = quick_poll_box
+    twin = ControlClient(os.path.join(box.data_dir, "twin.sock"), timeout=60)
+    on_gsm2 = subprocess.Popen([sys.executable, "-m", "appliance.cli", "call", "--line", "gsm2", "--from",
+                                "+359888000666", "--hold", "12", "--json", "--data", box.data_dir],
+                               stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: [c for c in (box.status() or {"calls": []})["calls"] if c["line"] == "gsm2" and c["talk_seconds"]])
+    twin.request("hang", line="gsm1")
+    wait_for(lambda: _line(box, "gsm1")["state"] == "down", timeout=30)
+    wait_for(lambda: _line(box, "gsm1")["state"] == "up", timeout=60)  # reopened after a power cycle
+
+    out, _ = on_gsm2.communicate(timeout=30)
+    assert json.loads(out)["outcome"] == "answered" and json.loads(out)["ended_by"] == "caller"
+    kinds = [event["kind"] for event in reversed(box.engine.request("line", line="gsm1")["events"])]
+    assert kinds[:1] == ["down"] and "power_cycled" in kinds and kinds[-1] == "up"
+    after = box.hotline_json("call", "--line", "gsm1", "--from", "+359888000777", "--hold", "1", "--json")
+    assert after["outcome"] == "answered"
+
+
+def _line(box, line_id):
+    status = box.status() or {"lines": []}
+    return next((line for line in status["lines"] if line["id"] == line_id), {"state": None})

@@ -55,7 +55,8 @@ def test_every_registered_route_is_guarded(app):
     public = {"auth.setup", "auth.login", "static"}
     guarded = {rule.endpoint for rule in app.url_map.iter_rules()} - public
     assert guarded == {"auth.logout", "dashboard.index", "dashboard.api_status",
-                       "journal.index", "journal.call", "journal.recording"}
+                       "journal.index", "journal.call", "journal.recording",
+                       "lines.show", "lines.send_sms", "lines.check_balance"}
 
 
 def test_login_logout_and_safe_next(admin_client):

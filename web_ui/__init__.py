@@ -32,11 +32,11 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
     csrf.init_app(app)
 
-    from . import auth, dashboard, db, journal
+    from . import auth, dashboard, db, journal, lines
 
     db.init_app(app)
     auth.init_app(app)
-    for blueprint in (auth.bp, dashboard.bp, journal.bp):
+    for blueprint in (auth.bp, dashboard.bp, journal.bp, lines.bp):
         app.register_blueprint(blueprint)
     return app
 

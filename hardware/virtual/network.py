@@ -61,6 +61,7 @@ class VirtualCall:
         self.caller = caller
         self.callee = callee
         self.state = "ringing"
+        self.end_cause = None
         self.parties = {"a": party_a, "b": None}
         self._lock = threading.Lock()
 
@@ -77,12 +78,13 @@ class VirtualCall:
         self.parties["a"].on_answered(self)
         return True
 
-    def hangup(self, side):
-        """``side`` hangs up; the other side hears it."""
+    def hangup(self, side, cause="remote"):
+        """``side`` hangs up (or gives up with ``cause``: busy, no answer); the other side hears it."""
         with self._lock:
             if self.state == "ended":
                 return
             self.state = "ended"
+            self.end_cause = cause
         for party in self.parties.values():
             if party is not None:
                 party.on_ended(self, side)
@@ -108,6 +110,7 @@ class VirtualNetwork:
     def __init__(self):
         self._endpoints = {}
         self._lock = threading.Lock()
+        self.sms_log = []  # (sender, recipient, text) of every SMS carried
 
     def attach(self, number, endpoint):
         """Make ``endpoint`` reachable at ``number``; it must have ``incoming(call)``."""
@@ -120,6 +123,14 @@ class VirtualNetwork:
         """Take ``number`` off the network."""
         with self._lock:
             self._endpoints.pop(number, None)
+
+    def send_sms(self, sender, recipient, text):
+        """Carry an SMS; an endpoint that can receive one gets it, every one is logged."""
+        self.sms_log.append((sender, recipient, text))
+        with self._lock:
+            endpoint = self._endpoints.get(recipient)
+        if endpoint is not None and hasattr(endpoint, "receive_sms"):
+            endpoint.receive_sms(sender, text)
 
     def numbers(self):
         """The numbers attached, sorted."""

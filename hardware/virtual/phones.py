@@ -19,6 +19,27 @@ def tone_frames(frequency, amplitude=8000):
         yield samples.tobytes()
 
 
+DTMF_FREQUENCIES = {
+    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
+}
+
+
+def dtmf_frames(digit, tone_frames=5, pause_frames=5, amplitude=6000):
+    """A key press as it sounds on a phone line (ITU-T Q.23): 100 ms of two tones, then a pause."""
+    low, high = DTMF_FREQUENCIES[digit]
+    frames = []
+    for n in range(tone_frames):
+        start = n * FRAME_SAMPLES
+        samples = array.array("h", (int(amplitude * (math.sin(2 * math.pi * low * (start + i) / SAMPLE_RATE)
+                                                    + math.sin(2 * math.pi * high * (start + i) / SAMPLE_RATE)))
+                                    for i in range(FRAME_SAMPLES)))
+        frames.append(samples.tobytes())
+    return frames + [SILENCE] * pause_frames
+
+
 def frame_level(frame):
     """Peak absolute sample of a 16-bit little-endian frame."""
     samples = array.array("h", frame)
@@ -92,24 +113,36 @@ class VirtualCaller(Listener):
 
 
 class VirtualPhone:
-    """An operator's phone at a number: rings, answers after a delay, sends a tone."""
+    """An operator's phone at a number: answers after a delay and sends a tone.
 
-    def __init__(self, network, number, *, answer_after=1.0, tone=440):
+    ``behaviour`` makes it misbehave for call-progress tests: "busy" (in another call),
+    "no answer" (rings until the network gives up), "reject" (the user presses red).
+    """
+
+    def __init__(self, network, number, *, answer_after=1.0, tone=440, behaviour="answer", ring_timeout=3.0):
         self.network = network
         self.number = number
         self.answer_after = answer_after
         self.tone = tone
+        self.behaviour = behaviour
+        self.ring_timeout = ring_timeout
         self.calls = []
         network.attach(number, self)
 
     def incoming(self, call):
-        """Ring; pick up after ``answer_after`` seconds unless the caller gave up."""
-        if any(party.ended.is_set() is False for _, party in self.calls):
+        """Ring, then do what ``behaviour`` says."""
+        busy = any(not party.ended.is_set() for _, party in self.calls)
+        if busy or self.behaviour == "busy":
             return False
         party = Listener(send_tone=self.tone)
         call.attach(party)
         self.calls.append((call, party))
-        timer = threading.Timer(self.answer_after, call.answer)
+        action, delay = {
+            "answer": (call.answer, self.answer_after),
+            "no answer": (lambda: call.hangup("b", cause="no answer"), self.ring_timeout),
+            "reject": (lambda: call.hangup("b", cause="busy"), self.answer_after),
+        }[self.behaviour]
+        timer = threading.Timer(delay, action)
         timer.daemon = True
         timer.start()
         return True
@@ -121,4 +154,4 @@ class VirtualPhone:
         self.network.detach(self.number)
 
 
-__all__ = ["VirtualCaller", "VirtualPhone", "Listener", "NetworkError", "tone_frames", "frame_level"]
+__all__ = ["VirtualCaller", "VirtualPhone", "Listener", "NetworkError", "tone_frames", "frame_level", "dtmf_frames"]

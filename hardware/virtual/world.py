@@ -11,13 +11,12 @@ import os
 import time
 
 from .network import NetworkError, VirtualNetwork
+from .families import EMULATORS
 from .phones import VirtualCaller, VirtualPhone
-from .sim7600 import Sim7600Emulator
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "twin.sock"
-MODELS = {"sim7600": Sim7600Emulator}
 
 
 class TwinError(Exception):
@@ -44,10 +43,11 @@ class VirtualWorld:
             raise
 
     def _add_modem(self, item):
-        modem = MODELS[item["model"]](self.network, item["number"], imei=_imei(len(self.modems)))
+        modem = EMULATORS[item["model"]](self.network, item["number"], imei=_imei(len(self.modems)),
+                                         pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")
-        self._link(modem.pcm.path, f"{item['line']}-pcm")
+        self._link(modem.audio.path, f"{item['line']}-audio")
 
     def _link(self, target, name):
         directory = os.path.join(self.data_dir, "dev")
@@ -62,16 +62,31 @@ class VirtualWorld:
         """What is attached: modems by line with their ports, phones by number."""
         return {
             "modems": [{"line": line, "model": modem.model, "number": modem.number,
-                        "at_port": modem.at.path, "audio_port": modem.pcm.path}
+                        "at_port": modem.at.path, "audio_port": modem.audio.path}
                        for line, modem in self.modems.items()],
             "phones": [{"number": phone.number, "calls": len(phone.calls)} for phone in self.phones],
         }
 
-    def place_call(self, line, caller, digits="", hold=3.0, answer_timeout=15.0, tone=None):
-        """Ring the modem of ``line`` from ``caller``, press ``digits``, stay ``hold`` s, hang up."""
+    def power_cycle(self, line):
+        """Work the power switch of the modem behind ``line``."""
+        modem = self._modem(line)
+        modem.power_cycle()
+        return {"line": line, "power_cycled": True}
+
+    def hang(self, line):
+        """Make the modem behind ``line`` stop answering (until power-cycled)."""
+        self._modem(line).hang()
+        return {"line": line, "hung": True}
+
+    def _modem(self, line):
         modem = self.modems.get(line)
         if modem is None:
             raise TwinError(f"no virtual modem for line {line!r} (have: {', '.join(self.modems) or 'none'})")
+        return modem
+
+    def place_call(self, line, caller, digits="", hold=3.0, answer_timeout=15.0, tone=None):
+        """Ring the modem of ``line`` from ``caller``, press ``digits``, stay ``hold`` s, hang up."""
+        modem = self._modem(line)
         person = VirtualCaller(self.network, caller, send_tone=tone)
         try:
             person.dial(modem.number)

@@ -37,7 +37,16 @@ function render(status) {
     const tr = document.createElement("tr");
     tr.dataset.line = line.id;
     const state = line.activity + (line.error ? " \u2014 " + line.error : "");
-    tr.append(cell(line.name + " (" + line.id + ")"), cell(line.model || line.driver),
+    const name = cell(" (" + line.id + ")");
+    if (document.body.dataset.role === "admin" || document.body.dataset.role === "supervisor") {
+      const link = document.createElement("a");
+      link.href = "/lines/" + encodeURIComponent(line.id);
+      link.textContent = line.name;
+      name.prepend(link);
+    } else {
+      name.prepend(line.name);
+    }
+    tr.append(name, cell(line.model || line.driver),
               cell(state, "state state-" + line.activity.replace(" ", "-")), bars(line),
               cell(line.registration || ""), cell(line.operator || ""));
     lines.append(tr);

@@ -1,0 +1,104 @@
+"""Which family is the modem on a port: by AT+CGMM / ATI, or by its USB ids."""
+import logging
+
+from .at import ATChannel
+from .errors import ATCommandError, FirmwareError
+from .huawei import HuaweiLine
+from .quectel import QuectelLine
+from .simcom import Sim800Line, Sim7600Line
+
+log = logging.getLogger(__name__)
+
+FAMILIES = {line.family: line for line in (Sim800Line, Sim7600Line, HuaweiLine, QuectelLine)}
+
+
+def family_for_model(text):
+    """The line class whose model names appear in ``text`` (AT+CGMM or ATI output), or None."""
+    upper = text.upper()
+    for line_class in FAMILIES.values():
+        if any(model in upper for model in line_class.models):
+            return line_class
+    return None
+
+
+def family_for_usb(vendor, product):
+    """The line class for a USB vendor/product id pair, or None."""
+    for line_class in FAMILIES.values():
+        if (vendor, product) in line_class.usb_ids:
+            return line_class
+    return None
+
+
+def probe(port, timeout=3.0):
+    """Identify the modem on ``port``: family, model, firmware, IMEI, SIM, network."""
+    channel = ATChannel(port, lambda line: None, name=f"probe {port}")
+    try:
+        return _identify(channel, timeout)
+    finally:
+        channel.close()
+
+
+def _identify(channel, timeout):
+    ask = _asker(channel, timeout)
+    ask("AT")
+    ask("ATE0")
+    model = " ".join(ask("AT+CGMM")) or " ".join(ask("ATI"))
+    family = family_for_model(model) or family_for_model(" ".join(ask("ATI")))
+    rssi = _number_after(ask("AT+CSQ", "+CSQ:"), "+CSQ:")
+    return {
+        "port": channel.name.split(" ", 1)[1],
+        "family": family.family if family else None,
+        "manufacturer": " ".join(ask("AT+CGMI")),
+        "model": model,
+        "firmware": " ".join(ask("AT+CGMR")).replace("+CGMR:", "").strip(),
+        "imei": " ".join(ask("AT+CGSN")),
+        "sim": " ".join(ask("AT+CPIN?", "+CPIN:")).replace("+CPIN:", "").strip() or "unknown",
+        "operator": _quoted(ask("AT+COPS?", "+COPS:")),
+        "signal_dbm": None if rssi in (None, 99) else -113 + 2 * rssi,
+        "registration": _registration(ask("AT+CREG?", "+CREG:")),
+    }
+
+
+def _asker(channel, timeout):
+    def ask(command, prefix=None):
+        try:
+            return channel.command(command, timeout=timeout, prefix=prefix)
+        except ATCommandError as err:
+            log.debug("probe: %s", err)
+            return []
+    return ask
+
+
+def _number_after(lines, prefix):
+    for line in lines:
+        if line.startswith(prefix):
+            head = line[len(prefix):].split(",")[0].strip()
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def _quoted(lines):
+    for line in lines:
+        if '"' in line:
+            return line.split('"')[1]
+    return ""
+
+
+def _registration(lines):
+    from .gsm import REGISTRATION
+
+    for line in lines:
+        fields = line.split(":", 1)[-1].split(",")
+        if len(fields) > 1 and fields[1].strip().isdigit():
+            return REGISTRATION.get(int(fields[1]), "unknown")
+    return "unknown"
+
+
+def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None):
+    """Open a line of ``family`` on ``port``; with "auto", identify the modem first."""
+    if family == "auto":
+        found = probe(port)["family"]
+        if found is None:
+            raise FirmwareError(f"{port}: not a supported GSM modem")
+        family = found
+    return FAMILIES[family](port, on_event, audio_port=audio_port, name=name, pin=pin)

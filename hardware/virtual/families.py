@@ -1,0 +1,237 @@
+"""The four emulated modem families, each speaking its firmware's dialect.
+
+What each follows is named in its docstring; ../shared/MODEMS.md gathers the sources.
+"""
+from firmware import pdu
+
+from .modems import EmulatedModem, _ModemError, _ton
+from .phones import dtmf_frames
+
+END_CAUSE_CODES = {"remote": 16, "busy": 17, "no answer": 19, "unreachable": 1}
+
+
+class Sim800Emulator(EmulatedModem):
+    """SIMCom SIM800: SIM800 Series AT Command Manual V1.09 (+DTMF after AT+DDET=1,...,
+    +CLCC pushes after AT+CLCC=1, AT+CMIC/AT+CLVL) and python-gsmmodem's SIM800 logs
+    (RING then +CLIP, NO CARRIER at the end). Audio is analog on the real module; here
+    the audio pty stands for the USB sound card wired to it."""
+
+    family = "sim800"
+    manufacturer = "SIMCOM_Ltd"
+    model = "SIMCOM_SIM800L"
+    revision = "Revision:1418B05SIM800L24"
+    boot_urcs = ("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready")
+
+    def _reset(self):
+        super()._reset()
+        self._dtmf_reports = False
+        self._act = 0
+
+    def family_command(self, upper, body):
+        if upper.startswith("+DDET="):
+            self._dtmf_reports = upper[6:7] == "1"
+            return [], "OK"
+        if upper.startswith(("+CMIC=", "+CLVL=")):
+            self.settings[upper.split("=")[0][1:]] = upper.split("=")[1]
+            return [], "OK"
+        return None
+
+    def audio_enabled(self):
+        return True  # the sound card carries whatever the module's audio lines carry
+
+    def dtmf_urcs(self, digit):
+        return [f"+DTMF: {digit},100"] if self._dtmf_reports else []
+
+
+class Sim7600Emulator(EmulatedModem):
+    """SIMCom SIM7600: SIM7500_SIM7600 AT Command Manual (VOICE CALL: BEGIN/END, +RXDTMF,
+    AT+CPCMREG, AT+CICCID, AT+CMICGAIN/AT+COUTGAIN), asterisk-chan-quectel's SimCom
+    init, and ModemManager's simtech fixtures (MISSED_CALL, VOICE CALL: END: 000352)."""
+
+    family = "sim7600"
+    manufacturer = "SIMCOM INCORPORATED"
+    model = "SIMCOM_SIM7600E-H"
+    revision = "LE20B04SIM7600M22"
+    boot_urcs = ("RDY", "+CPIN: READY", "SMS DONE", "PB DONE")
+
+    def family_command(self, upper, body):
+        if upper == "+CICCID":
+            return [f"+ICCID: {self.iccid}"], "OK"
+        if upper.startswith("+CPCMREG="):
+            return self._cpcmreg(upper[9:])
+        if upper.startswith(("+CMICGAIN=", "+COUTGAIN=", "+DDET=")):
+            self.settings[upper.split("=")[0][1:]] = upper.split("=")[1]
+            return [], "OK"
+        return None
+
+    def _cpcmreg(self, arg):
+        if arg == "1":
+            if self._call_state != "active":
+                raise _ModemError("+CME ERROR: 3")
+            self._audio_on = True
+        elif arg == "0":
+            self._audio_on = False
+        else:
+            raise _ModemError("ERROR")
+        return [], "OK"
+
+    def connected_urcs(self):
+        return super().connected_urcs() + ["VOICE CALL: BEGIN"]
+
+    def ended_urcs(self, state, cause):
+        if state == "ringing":
+            return [f"MISSED_CALL: 08:48AM {self._last_caller}"]
+        if state == "active":
+            return [f"VOICE CALL: END: {self._duration()}", "NO CARRIER"]
+        return super().ended_urcs(state, cause)
+
+    def incoming_urcs(self, caller):
+        self._last_caller = caller
+        return super().incoming_urcs(caller)
+
+    def local_end_lines(self, state):
+        return [f"VOICE CALL: END: {self._duration()}"] if state == "active" else []
+
+    def dtmf_urcs(self, digit):
+        return [f"+RXDTMF: {digit}"]
+
+
+class HuaweiEmulator(EmulatedModem):
+    """Huawei E1550/E173: asterisk-chan-dongle (at_response.c: +CRING: VOICE, ^ORIG,
+    ^CONF, ^CONN, ^CEND with no space after the colon, ^RSSI in the middle of other
+    answers; ^DDSETEX=2 for the voice port; ^CVOICE:0,8000,16,20) and its BUGS notes.
+    ``ddtmf`` says whether this firmware reports keys (^DDTMF); without it the keys
+    reach the box only as tones in the audio, as on most of these dongles."""
+
+    family = "e1550"
+    manufacturer = "huawei"
+    model = "E1550"
+    revision = "11.608.12.02.21"
+    boot_urcs = ("^BOOT:12345678,0,0,0,72", "^SRVST:2", "^MODE:5,4")
+
+    def __init__(self, *args, ddtmf=False, **kwargs):
+        self.ddtmf = ddtmf
+        super().__init__(*args, **kwargs)
+
+    def _reset(self):
+        super()._reset()
+        self._act = 2
+        self._tone_frames = []
+
+    def family_command(self, upper, body):
+        if upper == "^CVOICE?":
+            return ["^CVOICE:0,8000,16,20"], "OK"
+        if upper == "^ICCID?":
+            return [f"^ICCID: {self.iccid}"], "OK"
+        if upper == "^DDSETEX=2":
+            if self._call_state != "active" and self._call_state not in ("dialing", "alerting"):
+                raise _ModemError("ERROR")
+            self._audio_on = True
+            return [], "OK"
+        if upper == "^DDTMFCFG=0,1":
+            return ([], "OK") if self.ddtmf else ([], "COMMAND NOT SUPPORT")
+        if upper.startswith("+CMUT=") or upper.startswith("+CLVL="):
+            return [], "OK"
+        return None
+
+    def audio_enabled(self):
+        return self._audio_on
+
+    def incoming_urcs(self, caller):
+        return ["+CRING: VOICE", f'+CLIP: "{caller}",{_ton(caller) if caller else 128},,,,0']
+
+    def alerting_urcs(self):
+        return ["^ORIG:1,0", "^CONF:1"]
+
+    def connected_urcs(self):
+        return ["^CONN:1,0"]
+
+    def ended_urcs(self, state, cause):
+        return [f"^CEND:1,{int(self._duration()[-2:])},104,{END_CAUSE_CODES.get(cause, 16)}"]
+
+    def local_end_lines(self, state):
+        return []
+
+    def dtmf_urcs(self, digit):
+        if self.ddtmf:
+            return [f"^DDTMF: {digit}"]
+        self._tone_frames.extend(dtmf_frames(digit))
+        return []
+
+    def _downlink_frame(self, party):
+        """Keys pressed by the far end travel as tones, as they do on a real dongle."""
+        frame = super()._downlink_frame(party)
+        return self._tone_frames.pop(0) if self._tone_frames else frame
+
+    def decode_ussd_request(self, code):
+        return pdu.decode_ussd(code, 15)
+
+    def ussd_reply_line(self, text):
+        if pdu.gsm7_encode(text) is not None:
+            packed = pdu.pack_septets(pdu.gsm7_encode(text)).hex().upper()
+            return f'+CUSD: 0,"{packed}",15'
+        return f"+CUSD: 0,{pdu.ucs2_hex_encode(text)},72"  # chan_dongle saw it without quotes
+
+
+class Ec25Emulator(EmulatedModem):
+    """Quectel EC25: Quectel EC2x AT Commands Manual (AT+QINDCFG "ccinfo" reports,
+    AT+QTONEDET with +QTONEDET: <ASCII code>, AT+QPCMV, AT+QCCID, AT+QCFG="ims") and
+    asterisk-chan-quectel (answers with AT+QPCMV=0;+QPCMV=1,0;A)."""
+
+    family = "ec25"
+    manufacturer = "Quectel"
+    model = "EC25"
+    revision = "EC25EFAR06A06M4G"
+    boot_urcs = ("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE", "+QIND: PB DONE")
+
+    def _reset(self):
+        super()._reset()
+        self._ccinfo = False
+        self._tone_detection = False
+        self._ims = False
+
+    def family_command(self, upper, body):
+        if upper == "+QCCID":
+            return [f"+QCCID: {self.iccid}"], "OK"
+        if upper == '+QINDCFG="CCINFO",1,0':
+            self._ccinfo = True
+            return [], "OK"
+        if upper.startswith("+QTONEDET="):
+            self._tone_detection = upper.endswith("1")
+            return [], "OK"
+        if upper.startswith("+QPCMV="):
+            self._audio_on = upper.startswith("+QPCMV=1")
+            return [], "OK"
+        if upper == '+QCFG="IMS",1':
+            self._ims = True
+            return [], "OK"
+        if upper.startswith(("+QMIC=", "+CLVL=")):
+            self.settings[upper.split("=")[0][1:]] = upper.split("=")[1]
+            return [], "OK"
+        return None
+
+    def _ccinfo_line(self, state):
+        call = self._call
+        number = "" if call is None else (call.caller if self._side == "b" else call.callee)
+        direction = 1 if self._side == "b" else 0
+        return f'+QIND: "ccinfo",1,{direction},{state},0,0,"{number}",{_ton(number)}'
+
+    def incoming_urcs(self, caller):
+        return (([self._ccinfo_line(4)] if self._ccinfo else [])
+                + ["RING", f'+CLIP: "{caller}",{_ton(caller)},"",0,"",0'])
+
+    def alerting_urcs(self):
+        return [self._ccinfo_line(3)] if self._ccinfo else []
+
+    def connected_urcs(self):
+        return [self._ccinfo_line(0)] if self._ccinfo else []
+
+    def ended_urcs(self, state, cause):
+        released = [self._ccinfo_line(-1)] if self._ccinfo else []
+        return released + [{"busy": "BUSY", "no answer": "NO ANSWER"}.get(cause, "NO CARRIER")]
+
+    def dtmf_urcs(self, digit):
+        return [f"+QTONEDET: {ord(digit)}"] if self._tone_detection else []
+
+
+EMULATORS = {cls.family: cls for cls in (Sim800Emulator, Sim7600Emulator, HuaweiEmulator, Ec25Emulator)}
