@@ -16,20 +16,40 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT_SECONDS = 15
 
 
-class CallSession:
-    """One inbound call on one line."""
+# How an outgoing call that never connected ended, as the journal says it.
+UNCONNECTED_OUTCOMES = {"busy": "busy", "no answer": "no answer", "rejected": "busy"}
 
-    def __init__(self, engine, line_id, caller):
+
+class CallSession:
+    """One call on one line: inbound (``caller`` rings us) or outbound (we dial ``callee``)."""
+
+    def __init__(self, engine, line_id, caller="", callee="", direction="in"):
         self.engine = engine
         self.line_id = line_id
         self.caller = caller
-        self.step = "ringing"
+        self.callee = callee
+        self.direction = direction
+        self.step = "ringing" if direction == "in" else "dialling"
         self.started = time.monotonic()
         self.answered = None
         self.media = None
         self.ended = False
-        self.id = engine.journal.start_call(line_id, "in", caller=caller)
+        self.hold_seconds = None
+        self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee)
         self._publish("call.started")
+
+    def dial(self, hold_seconds):
+        """Place the outbound call; once connected, play the greeting and hang up after ``hold_seconds``."""
+        self.hold_seconds = hold_seconds
+        callee = self.callee
+        self.engine.line_command(self.line_id, "dial", lambda driver: driver.dial(callee))
+
+    def alerting(self):
+        """The far end of our outbound call is ringing."""
+        if not self.ended:
+            self.step = "ringing"
+            self.engine.journal.add_event(self.id, "alerting")
+            self._publish("call.step")
 
     def answer(self):
         """Ask the line to pick up; give up if it has not connected in time."""
@@ -52,6 +72,8 @@ class CallSession:
         self.play(self.engine.greeting_for(self.line_id))
         self.engine.clock.attach(self.media)
         self.engine.later(self.engine.config["settings"]["max_call_seconds"], self._too_long)
+        if self.hold_seconds is not None:
+            self.engine.later(self.hold_seconds, self._hold_over)
         self._publish("call.answered")
 
     def play(self, prompt):
@@ -79,12 +101,23 @@ class CallSession:
             return
         self.ended = True
         recording = self._stop_media()
-        ended_by = "caller" if cause == "remote" else "box"
-        outcome = outcome or ("answered" if self.answered is not None else "missed")
+        ended_by = ("caller" if self.direction == "in" else "callee") if cause == "remote" else "box"
+        outcome = outcome or self._outcome(cause)
         talk = round(time.monotonic() - self.answered, 2) if self.answered is not None else None
         self.engine.journal.end_call(self.id, outcome, ended_by, talk_seconds=talk, recording=recording)
         self._publish("call.ended", outcome=outcome, ended_by=ended_by, talk_seconds=talk, recording=recording)
         self.engine.forget_call(self)
+
+    def _outcome(self, cause):
+        if self.answered is not None:
+            return "answered"
+        if self.direction == "in":
+            return "missed"
+        return UNCONNECTED_OUTCOMES.get(cause, "failed")
+
+    def _hold_over(self):
+        if not self.ended:
+            self.hang_up("test call over")
 
     def hang_up(self, reason):
         """The box ends the call."""
@@ -97,7 +130,8 @@ class CallSession:
         """The call as the dashboard shows it."""
         now = time.monotonic()
         return {
-            "id": self.id, "line": self.line_id, "caller": self.caller, "step": self.step,
+            "id": self.id, "line": self.line_id, "direction": self.direction, "caller": self.caller,
+            "callee": self.callee, "step": self.step,
             "seconds": round(now - self.started, 1),
             "talk_seconds": round(now - self.answered, 1) if self.answered is not None else None,
         }

@@ -78,6 +78,12 @@ def _parser():
     emulate.add_argument("--number", default="+359700000009", help="its SIM's number (default: %(default)s)")
     emulate.add_argument("--pin", help="make its SIM ask for this PIN")
     emulate.add_argument("--json", action="store_true", help="print the ports as JSON")
+    originate = command("originate", cmd_originate, "place a test call out of a line of the running box")
+    originate.add_argument("--line", required=True, help="line id, e.g. gsm1")
+    originate.add_argument("--to", required=True, metavar="NUMBER", help="the number to call")
+    originate.add_argument("--hold", type=float, default=5.0, metavar="SECONDS",
+                           help="seconds to stay on once answered (default: %(default)s)")
+    originate.add_argument("--json", action="store_true", help="print the result as JSON")
     calls = command("calls", cmd_calls, "list the newest calls in the journal")
     calls.add_argument("--last", type=int, default=10, metavar="N", help="how many (default: %(default)s)")
     calls.add_argument("--json", action="store_true", help="print JSON")
@@ -278,13 +284,28 @@ def cmd_call(args):
     return 0 if result["call_id"] is not None else 1
 
 
+def cmd_originate(args):
+    """hotline originate"""
+    engine = _engine(args)
+    watcher = _CallWatcher(engine, args.line, caller="", direction="out")
+    call_id = engine.request("originate", line=args.line, to=args.to, hold=args.hold)["call"]
+    ended = watcher.wait(timeout=args.hold + 90)
+    result = {"call_id": call_id, "outcome": ended.get("outcome"), "ended_by": ended.get("ended_by"),
+              "talk_seconds": ended.get("talk_seconds"), "recording": ended.get("recording")}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"call {call_id} to {args.to}: {result['outcome']}, ended by {result['ended_by']}")
+    return 0 if result["outcome"] else 1
+
+
 class _CallWatcher:
     """Follows the engine's event stream for the call a virtual caller is placing."""
 
-    def __init__(self, engine, line, caller):
+    def __init__(self, engine, line, caller, direction="in"):
         self._events = engine.subscribe()
         next(self._events)  # subscribed: nothing can be missed from here on
-        self._line, self._caller = line, caller
+        self._line, self._caller, self._direction = line, caller, direction
         self._ended = {}
         self._done = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
@@ -298,7 +319,9 @@ class _CallWatcher:
         call_id = None
         for event in self._events:
             call = event.get("call") or {}
-            if event["type"] == "call.started" and call.get("line") == self._line and call.get("caller") == self._caller:
+            if (event["type"] == "call.started" and call.get("line") == self._line
+                    and call.get("direction") == self._direction
+                    and (self._direction == "out" or call.get("caller") == self._caller)):
                 call_id = call["id"]
             elif event["type"] == "call.ended" and call.get("id") == call_id:
                 self._ended = event

@@ -305,7 +305,9 @@ def _modem(modem, where, line_ids):
 
 
 def _phone(phone, where):
-    _no_unknown(phone, where, ("number", "name", "answer_after"))
+    _no_unknown(phone, where, ("number", "name", "answer_after", "behaviour"))
+    phone.setdefault("behaviour", "answer")
+    _choice(phone, where, "behaviour", ("answer", "busy", "no answer", "reject"))
     _number(phone, where, "number")
     _text(phone, where, "name")
     phone.setdefault("answer_after", 1.0)

@@ -149,7 +149,7 @@ class Engine:
     def _on_incoming(self, line_id, number):
         if line_id in self._calls:
             return
-        session = CallSession(self, line_id, number)
+        session = CallSession(self, line_id, caller=number)
         self._calls[line_id] = session
         self._set_line(line_id, {})
         session.answer()
@@ -182,15 +182,17 @@ class Engine:
         session = self._calls.get(line_id)
         if session is not None:
             self.journal.add_event(session.id, "command_failed", command=command, error=error)
-            if command == "answer":
-                session.ended_on_line("answer failed", outcome="failed")
+            if command in ("answer", "dial"):
+                session.ended_on_line(f"{command} failed", outcome="failed")
 
     def _on_sms(self, line_id, sender, text, sent_at=None):
         self.journal.add_sms(line_id, "in", sender, text, "received")
         self.publish({"type": "sms.received", "line": line_id, "from": sender, "text": text})
 
     def _on_alerting(self, line_id):
-        """Outgoing calls are the call engine's (issue #4); nothing to do for inbound ones."""
+        session = self._calls.get(line_id)
+        if session is not None:
+            session.alerting()
 
     def _on_power_cycled(self, line_id, attempt):
         self.journal.add_line_event(line_id, "power_cycled", attempt=attempt)
@@ -241,6 +243,9 @@ class Engine:
             return self._in_loop(self.reload)
         if cmd in ("sms", "ussd", "balance"):
             return self._line_request(cmd, request)
+        if cmd == "originate":
+            return self._in_loop(self._originate, str(request["line"]), str(request["to"]),
+                                 float(request.get("hold", 5.0)))
         if cmd == "line":
             return self._in_loop(self._line_details, str(request["line"]))
         raise ControlError(f"unknown command {cmd!r}")
@@ -295,6 +300,18 @@ class Engine:
             return state
         except (FirmwareError, TimeoutError, ValueError) as err:
             raise ControlError(f"line {runner.id}: {err}") from err
+
+    def _originate(self, line_id, number, hold_seconds):
+        """A test call out of ``line_id`` to ``number``: greeting, recording, journal."""
+        if line_id not in self._runners:
+            raise ControlError(f"no line {line_id!r}")
+        if self.lines.get(line_id, {}).get("state") != "up" or line_id in self._calls:
+            raise ControlError(f"line {line_id} is not free ({self.lines.get(line_id, {}).get('activity')})")
+        session = CallSession(self, line_id, callee=number, direction="out")
+        self._calls[line_id] = session
+        self._set_line(line_id, {})
+        session.dial(hold_seconds)
+        return {"call": session.id}
 
     def _line_details(self, line_id):
         if line_id not in self._runners:
@@ -361,4 +378,6 @@ def _activity(line, session):
         return line.get("state", "starting")
     if session is None:
         return "idle"
-    return "in call" if session.answered is not None else "ringing"
+    if session.answered is not None:
+        return "in call"
+    return "ringing" if session.direction == "in" else "dialling"

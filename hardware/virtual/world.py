@@ -37,7 +37,8 @@ class VirtualWorld:
                 self._add_modem(item)
             for item in virtual_config.get("phones", []):
                 self.phones.append(VirtualPhone(self.network, item["number"],
-                                                answer_after=item.get("answer_after", 1.0)))
+                                                answer_after=item.get("answer_after", 1.0),
+                                                behaviour=item.get("behaviour", "answer")))
         except Exception:
             self.close()
             raise
