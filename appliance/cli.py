@@ -319,9 +319,10 @@ class _CallWatcher:
         call_id = None
         for event in self._events:
             call = event.get("call") or {}
-            if (event["type"] == "call.started" and call.get("line") == self._line
-                    and call.get("direction") == self._direction
-                    and (self._direction == "out" or call.get("caller") == self._caller)):
+            # An inbound call is known by its caller: the twin's name for a modem need not be
+            # the box's line id (a line bound by IMEI takes whichever modem has its IMEI).
+            if event["type"] == "call.started" and call.get("direction") == self._direction and (
+                    call.get("caller") == self._caller if self._direction == "in" else call.get("line") == self._line):
                 call_id = call["id"]
             elif event["type"] == "call.ended" and call.get("id") == call_id:
                 self._ended = event

@@ -26,6 +26,8 @@ LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25")
 VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25")
 SINGLE_SECTIONS = ("settings", "virtual")
 LIST_SECTIONS = ("lines", "operators", "prompts")
+# Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
+DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
 
@@ -212,7 +214,7 @@ def _items(document, name, check, key_field="id", prefix=""):
 
 def _settings(settings):
     _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting",
-                                       "modem_poll_seconds"))
+                                       "modem_poll_seconds", "modem_ports"))
     _text(settings, "settings", "box_name", required=True)
     _choice(settings, "settings", "language", LANGUAGES)
     _text(settings, "settings", "timezone", required=True)
@@ -223,18 +225,23 @@ def _settings(settings):
     _integer(settings, "settings", "max_call_seconds", 10, 86400)
     settings.setdefault("modem_poll_seconds", 30)
     _integer(settings, "settings", "modem_poll_seconds", 1, 3600)
+    settings.setdefault("modem_ports", list(DEFAULT_MODEM_PORTS))
+    ports = settings["modem_ports"]
+    if not isinstance(ports, list) or not all(isinstance(p, str) and p.strip() for p in ports):
+        raise ConfigError("settings.modem_ports", "must be a list of port patterns such as /dev/ttyUSB*")
     return settings
 
 
 def _line(line, where):
     _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
                               "microphone_gain", "speaker_gain", "power", "balance_ussd",
-                              "balance_check_hours", "low_balance"))
+                              "balance_check_hours", "low_balance", "imei", "iccid"))
     _identifier(line, where)
     _text(line, where, "name")
     _choice(line, where, "driver", LINE_DRIVERS)
-    _text(line, where, "port", required=True)
-    _text(line, where, "audio_port", required=True)
+    bound = _binding(line, where)
+    _text(line, where, "port", required=not bound)
+    _text(line, where, "audio_port", required=not bound)
     if "pin" in line and not (isinstance(line["pin"], str) and re.fullmatch(r"\d{4,8}", line["pin"])):
         raise ConfigError(f"{where}.pin", "must be 4 to 8 digits, in quotes")
     for key in ("microphone_gain", "speaker_gain"):
@@ -252,6 +259,14 @@ def _line(line, where):
     line.setdefault("enabled", True)
     if not isinstance(line["enabled"], bool):
         raise ConfigError(f"{where}.enabled", "must be true or false")
+
+
+def _binding(line, where):
+    """Whether the line is bound to its modem by IMEI or SIM ICCID rather than by port."""
+    for key, pattern in (("imei", r"\d{15}"), ("iccid", r"\d{18,22}")):
+        if key in line and not (isinstance(line[key], str) and re.fullmatch(pattern, line[key])):
+            raise ConfigError(f"{where}.{key}", f"must be the {key.upper()} digits, in quotes")
+    return "imei" in line or "iccid" in line
 
 
 def _power(power, where):
@@ -296,7 +311,7 @@ def _virtual(virtual, line_ids):
 
 
 def _modem(modem, where, line_ids):
-    _no_unknown(modem, where, ("line", "model", "number", "pin"))
+    _no_unknown(modem, where, ("line", "model", "number", "pin", "imei"))
     if "line" not in modem:
         raise ConfigError(f"{where}.line", "required")
     _refers(modem["line"], line_ids, f"{where}.line", "line")

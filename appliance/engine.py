@@ -348,7 +348,8 @@ class Engine:
             runner = LineRunner(line, self.data_dir,
                                 on_event=lambda line_id, event: self.post(self._line_event, line_id, event),
                                 on_state=lambda line_id, state: self.post(self._line_state, line_id, state),
-                                poll_seconds=self.config["settings"]["modem_poll_seconds"])
+                                poll_seconds=self.config["settings"]["modem_poll_seconds"],
+                                port_patterns=self.config["settings"]["modem_ports"])
             self._runners[line["id"]] = runner
             runner.start()
 

@@ -6,6 +6,7 @@ a growing back-off; after ``REOPENS_BEFORE_POWER_CYCLE`` failed reopens its powe
 carry on. Commands for the modem (answer, hang up, dial) are queued to that thread, so
 the engine never waits on a serial port.
 """
+import glob
 import logging
 import os
 import queue
@@ -14,7 +15,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from firmware.detect import open_line
+from firmware.detect import audio_port_beside, find_modem, open_line
 from firmware.errors import FirmwareError, LineStateError
 from firmware.gsm import LineEvent
 from firmware.power import GpioPowerKey, UsbReset, VirtualPowerSwitch
@@ -57,13 +58,14 @@ def parse_balance(text):
 class LineRunner:
     """Owns one line's driver on a thread of its own."""
 
-    def __init__(self, line_config, data_dir, on_event, on_state, poll_seconds=30.0):
+    def __init__(self, line_config, data_dir, on_event, on_state, poll_seconds=30.0, port_patterns=()):
         self.config = line_config
         self.id = line_config["id"]
         self._data_dir = data_dir
         self._on_event = on_event
         self._on_state = on_state
         self._poll_seconds = poll_seconds
+        self._port_patterns = tuple(port_patterns)
         self._power = power_switch(line_config, data_dir)
         self._commands = queue.Queue()
         self._stop = threading.Event()
@@ -113,11 +115,36 @@ class LineRunner:
             elif not self._open():
                 self._recover()
 
+    def _ports(self):
+        """(AT port, audio port, family): as configured, or found by the modem's IMEI/ICCID."""
+        if "port" in self.config:
+            return (resolve_port(self.config["port"], self._data_dir),
+                    resolve_port(self.config["audio_port"], self._data_dir), self.config["driver"])
+        found = find_modem(self._candidates(), imei=self.config.get("imei"), iccid=self.config.get("iccid"))
+        if found is None:
+            wanted = f"IMEI {self.config['imei']}" if "imei" in self.config else f"ICCID {self.config['iccid']}"
+            raise FirmwareError(f"no modem with {wanted} on {', '.join(self._port_patterns)}")
+        port, identity = found
+        family = self.config["driver"] if self.config["driver"] != "auto" else identity["family"]
+        audio = self.config.get("audio_port")
+        audio = resolve_port(audio, self._data_dir) if audio else audio_port_beside(port, family)
+        log.info("line %s: found its modem (%s) on %s", self.id, identity["imei"], port)
+        return port, audio, family
+
+    def _candidates(self):
+        seen, ports = set(), []
+        for pattern in self._port_patterns:
+            for port in sorted(glob.glob(resolve_port(pattern, self._data_dir))):
+                real = os.path.realpath(port)
+                if real not in seen:
+                    seen.add(real)
+                    ports.append(port)
+        return ports
+
     def _open(self):
-        port = resolve_port(self.config["port"], self._data_dir)
-        audio = resolve_port(self.config["audio_port"], self._data_dir)
         try:
-            self.driver = open_line(port, self._driver_event, family=self.config["driver"], audio_port=audio,
+            port, audio, family = self._ports()
+            self.driver = open_line(port, self._driver_event, family=family, audio_port=audio,
                                     name=self.id, pin=self.config.get("pin"))
             self._apply_gain()
             info = self.driver.info()

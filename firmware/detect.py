@@ -1,5 +1,7 @@
 """Which family is the modem on a port: by AT+CGMM / ATI, or by its USB ids."""
+import glob
 import logging
+import os
 
 from .at import ATChannel
 from .errors import ATCommandError, FirmwareError
@@ -39,8 +41,8 @@ def probe(port, timeout=3.0):
 
 
 def _identify(channel, timeout):
+    channel.command("AT", timeout=min(timeout, 1.0))  # a port that is not an AT port stops here
     ask = _asker(channel, timeout)
-    ask("AT")
     ask("ATE0")
     model = " ".join(ask("AT+CGMM")) or " ".join(ask("ATI"))
     family = family_for_model(model) or family_for_model(" ".join(ask("ATI")))
@@ -52,6 +54,7 @@ def _identify(channel, timeout):
         "model": model,
         "firmware": " ".join(ask("AT+CGMR")).replace("+CGMR:", "").strip(),
         "imei": " ".join(ask("AT+CGSN")),
+        "iccid": _iccid(ask),
         "sim": " ".join(ask("AT+CPIN?", "+CPIN:")).replace("+CPIN:", "").strip() or "unknown",
         "operator": _quoted(ask("AT+COPS?", "+COPS:")),
         "signal_dbm": None if rssi in (None, 99) else -113 + 2 * rssi,
@@ -67,6 +70,19 @@ def _asker(channel, timeout):
             log.debug("probe: %s", err)
             return []
     return ask
+
+
+ICCID_COMMANDS = (("AT+CCID", "+CCID:"), ("AT+CICCID", "+ICCID:"), ("AT+QCCID", "+QCCID:"), ("AT^ICCID?", "^ICCID:"))
+
+
+def _iccid(ask):
+    """The SIM's ICCID through whichever of the families' commands the modem knows."""
+    for command, prefix in ICCID_COMMANDS:
+        for line in ask(command, prefix):
+            value = line.split(":", 1)[-1].strip().strip('"')
+            if value.isdigit():
+                return value
+    return ""
 
 
 def _number_after(lines, prefix):
@@ -92,6 +108,39 @@ def _registration(lines):
         if len(fields) > 1 and fields[1].strip().isdigit():
             return REGISTRATION.get(int(fields[1]), "unknown")
     return "unknown"
+
+
+def find_modem(candidates, *, imei=None, iccid=None):
+    """(port, probe result) of the modem with this IMEI or SIM ICCID among ``candidates``, or None.
+
+    Ports another line holds open (exclusive locks) and ports that do not speak AT are
+    skipped quickly, so a line can be bound to its modem however the ttys were numbered.
+    """
+    for port in candidates:
+        try:
+            found = probe(port, timeout=2.0)
+        except FirmwareError as err:
+            log.debug("find_modem: skipped %s: %s", port, err)
+            continue
+        if (imei and found["imei"] == imei) or (iccid and found["iccid"] == iccid):
+            return port, found
+    return None
+
+
+def audio_port_beside(at_port, family):
+    """The audio port that belongs with an AT port: the same USB device's voice interface
+    (SIM7600: 4, Huawei and Quectel: 1), or ``X-audio`` beside an emulated ``X-at``."""
+    if at_port.endswith("-at"):
+        return at_port[:-3] + "-audio"
+    interface = FAMILIES[family].audio_interface
+    tty = os.path.basename(os.path.realpath(at_port))
+    device = os.path.realpath(f"/sys/class/tty/{tty}/device")
+    usb_device, name = os.path.dirname(device), os.path.basename(device)
+    sibling = os.path.join(usb_device, f"{name.rsplit('.', 1)[0]}.{interface}")
+    ttys = sorted(glob.glob(os.path.join(sibling, "tty*"))) + sorted(glob.glob(os.path.join(sibling, "tty", "tty*")))
+    if interface is None or not ttys:
+        raise FirmwareError(f"{at_port}: no audio interface found beside it; set the line's audio_port")
+    return "/dev/" + os.path.basename(ttys[0])
 
 
 def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None):

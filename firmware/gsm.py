@@ -41,6 +41,7 @@ class GsmLine:
     family = "generic"
     models = ()  # substrings of AT+CGMM / ATI that name this family
     usb_ids = ()  # (vendor, product) pairs
+    audio_interface = None  # the USB interface number of the voice port, if it is a tty
     init_commands = ()
     hangup_command = "AT+CHUP"
     inband_dtmf = False  # True when the modem cannot report DTMF and the engine must listen

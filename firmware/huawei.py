@@ -21,6 +21,7 @@ class HuaweiLine(GsmLine):
     family = "e1550"
     models = ("E1550", "E173", "E1752", "E155X", "E171", "E180")
     usb_ids = ((0x12D1, 0x1001), (0x12D1, 0x1003), (0x12D1, 0x140C), (0x12D1, 0x1436))
+    audio_interface = 1  # chan_dongle: audio=/dev/ttyUSB1 beside data=/dev/ttyUSB2
     init_commands = ("AT+CLIP=1", "AT+CREG=2", "AT^CVOICE?")
     hangup_command = "AT+CHUP"
     # No documented gain commands: chan_dongle applies rxgain/txgain to the audio in

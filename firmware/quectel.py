@@ -16,6 +16,7 @@ class QuectelLine(GsmLine):
     family = "ec25"
     models = ("EC25", "EC20", "EG25", "EC21")
     usb_ids = ((0x2C7C, 0x0125), (0x2C7C, 0x0121))
+    audio_interface = 1  # the NMEA port, once AT+QGPSCFG="outport","none" frees it
     init_commands = ("AT+CLIP=1", 'AT+QINDCFG="ccinfo",1,0', "AT+QTONEDET=1", "AT+CEREG=2",
                      "AT+CTZU=1")
     gain_commands = ("AT+QMIC={},{}", "AT+CLVL={}", (0, 65535), (0, 5))

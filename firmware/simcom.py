@@ -36,6 +36,7 @@ class Sim7600Line(GsmLine):
     family = "sim7600"
     models = ("SIM7600", "SIM7500", "SIM7100")
     usb_ids = ((0x1E0E, 0x9001), (0x1E0E, 0x9011))
+    audio_interface = 4  # "the fifth ttyUSB" (MODEMS.md)
     init_commands = ("AT+CLIP=1", "AT+CVHU=0", "AT+CLCC=1", "AT+DDET=1", "AT+CTZU=1")
     gain_commands = ("AT+CMICGAIN={}", "AT+COUTGAIN={}", (0, 8), (0, 8))
 

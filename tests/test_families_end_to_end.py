@@ -50,3 +50,28 @@ def test_an_outgoing_call_has_each_progress_outcome(family_box, family, behaviou
     assert call["direction"] == "out" and call["callee"] == PHONES[behaviour]
     if behaviour == "answer":
         assert call["recording"] and "alerting" in [event["kind"] for event in call["events"]]
+
+
+def test_lines_bound_by_imei_find_their_modems_whatever_the_port_names(tmp_path):
+    """The twin links the modems under each other's names; the lines find theirs by IMEI."""
+    config = demo_config()
+    imeis = {"gsm1": "867000000000011", "gsm2": "867000000000029"}
+    config["lines"] = [{"id": line, "driver": "auto", "imei": imei, "power": {"kind": "virtual"}}
+                       for line, imei in imeis.items()]
+    config["virtual"]["modems"] = [
+        {"line": "gsm2", "model": "ec25", "number": "+359700000001", "imei": imeis["gsm1"]},
+        {"line": "gsm1", "model": "e1550", "number": "+359700000002", "imei": imeis["gsm2"]},
+    ]
+    ConfigStore(tmp_path).save(config)
+    box = Box(tmp_path)
+    box.start("twin", "engine")
+    try:
+        lines = {line["id"]: line for line in box.hotline_json("status")["lines"]}
+        assert (lines["gsm1"]["imei"], lines["gsm1"]["family"]) == (imeis["gsm1"], "ec25")
+        assert (lines["gsm2"]["imei"], lines["gsm2"]["family"]) == (imeis["gsm2"], "e1550")
+        # The twin's "gsm2" modem is the one whose IMEI line gsm1 is bound to.
+        result = box.hotline_json("call", "--line", "gsm2", "--from", "+359888123456", "--hold", "2", "--json")
+        assert result["outcome"] == "answered"
+        assert box.engine.request("call", id=result["call_id"])["line_id"] == "gsm1"
+    finally:
+        box.stop()

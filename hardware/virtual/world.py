@@ -44,7 +44,7 @@ class VirtualWorld:
             raise
 
     def _add_modem(self, item):
-        modem = EMULATORS[item["model"]](self.network, item["number"], imei=_imei(len(self.modems)),
+        modem = EMULATORS[item["model"]](self.network, item["number"], imei=item.get("imei") or _imei(len(self.modems)),
                                          pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")

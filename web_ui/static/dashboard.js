@@ -32,7 +32,7 @@ function render(status) {
   const error = document.getElementById("engine-error");
   error.hidden = !status.error;
   error.textContent = status.error || "";
-  const lines = fill("lines", status.lines, 6, "No lines.");
+  const lines = fill("lines", status.lines, 7, "No lines.");
   for (const line of status.lines) {
     const tr = document.createElement("tr");
     tr.dataset.line = line.id;
@@ -48,7 +48,7 @@ function render(status) {
     }
     tr.append(name, cell(line.model || line.driver),
               cell(state, "state state-" + line.activity.replace(" ", "-")), bars(line),
-              cell(line.registration || ""), cell(line.operator || ""));
+              cell(line.registration || ""), cell(line.operator || ""), cell(line.balance_text || ""));
     lines.append(tr);
   }
   const calls = fill("calls", status.calls, 5, "No calls in progress.");
