@@ -4,7 +4,7 @@ import pytest
 
 from appliance.config import ConfigStore, demo_config
 
-from .conftest import Box
+from .conftest import Box, wait_for
 
 FAMILIES = ("sim800", "sim7600", "e1550", "ec25")
 PHONES = {"answer": "+359700000100", "busy": "+359700000101", "no answer": "+359700000102",
@@ -22,6 +22,7 @@ def family_box(tmp_path_factory):
         "modems": [{"line": family, "model": family, "number": f"+35970000001{i}"} for i, family in enumerate(FAMILIES)],
         "phones": [{"number": number, "behaviour": behaviour, "answer_after": 0.5} for behaviour, number in PHONES.items()],
     }
+    config["lines"][1]["low_balance"] = 20  # the emulated SIM has 12.50
     ConfigStore(data).save(config)
     box = Box(data)
     box.start("twin", "engine")
@@ -39,6 +40,17 @@ def test_an_incoming_call_is_answered_greeted_and_its_keys_journaled(family_box,
     assert result["heard_seconds"] > 1.5  # the greeting reached the caller over the family's audio path
     call = family_box.engine.request("call", id=result["call_id"])
     assert call["digits"] == "12"  # reported by the modem, or heard in-band on the Huawei
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_balance_by_ussd_and_a_low_balance_alert(family_box, family):
+    state = family_box.engine.request("balance", line=family)
+    assert state["balance"] == 12.5 and "12.50" in state["balance_text"]
+    kinds = lambda: [e["kind"] for e in family_box.engine.request("line", line=family)["events"]]  # noqa: E731
+    if family == "sim7600":
+        wait_for(lambda: "low_balance" in kinds())
+    else:
+        assert "low_balance" not in kinds()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
