@@ -195,14 +195,17 @@ def _user_data(dcs, part, header):
 def decode_submit(hex_pdu):
     """(number, text, concat) from an SMS-SUBMIT PDU with SMSC prefix (the network's view)."""
     data = _bytes(hex_pdu)
-    offset = 1 + data[0]
-    first = data[offset]
-    if first & 0x03 != 0x01:
-        raise PduError("not an SMS-SUBMIT")
-    number, offset = _decode_address(data, offset + 2)
-    dcs = data[offset + 1]
-    validity = {0: 0, 2: 1, 1: 7, 3: 7}[(first >> 3) & 0x03]
-    text, concat = _decode_user_data(data, offset + 2 + validity, dcs, bool(first & 0x40))
+    try:
+        offset = 1 + data[0]
+        first = data[offset]
+        if first & 0x03 != 0x01:
+            raise PduError("not an SMS-SUBMIT")
+        number, offset = _decode_address(data, offset + 2)
+        dcs = data[offset + 1]
+        validity = {0: 0, 2: 1, 1: 7, 3: 7}[(first >> 3) & 0x03]
+        text, concat = _decode_user_data(data, offset + 2 + validity, dcs, bool(first & 0x40))
+    except IndexError as err:
+        raise PduError("the PDU ends too early") from err
     return number, text, concat
 
 

@@ -115,3 +115,12 @@ def test_any_text_survives_submit_and_delivery(text):
 @given(st.lists(st.integers(0, 127), max_size=200), st.integers(0, 6))
 def test_septets_pack_and_unpack(septets, fill):
     assert pdu.unpack_septets(pdu.pack_septets(septets, fill), len(septets), fill) == septets
+
+
+@given(st.binary(max_size=60))
+def test_garbage_pdus_raise_only_pdu_error(data):
+    for decode in (pdu.decode_deliver, pdu.decode_submit):
+        try:
+            decode(data.hex())
+        except pdu.PduError:
+            pass
