@@ -135,7 +135,7 @@ def cmd_twin(args):
                 return world.place_call(request["line"], request["from"], request.get("digits", ""),
                                         float(request.get("hold", 3.0)), tone=request.get("tone"))
             if request["cmd"] == "power_cycle":
-                return world.power_cycle(request["line"])
+                return world.power_cycle(request["line"], request.get("imei"))
             if request["cmd"] == "hang":
                 return world.hang(request["line"])
         except (TwinError, KeyError, ValueError) as err:

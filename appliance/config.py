@@ -235,7 +235,7 @@ def _settings(settings):
 def _line(line, where):
     _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
                               "microphone_gain", "speaker_gain", "power", "balance_ussd",
-                              "balance_check_hours", "low_balance", "imei", "iccid"))
+                              "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte"))
     _identifier(line, where)
     _text(line, where, "name")
     _choice(line, where, "driver", LINE_DRIVERS)
@@ -253,6 +253,10 @@ def _line(line, where):
         raise ConfigError(f"{where}.balance_ussd", "must be a USSD code such as *100#")
     if "balance_check_hours" in line:
         _integer(line, where, "balance_check_hours", 0, 24 * 31)
+    if "sms_mode" in line:
+        _choice(line, where, "sms_mode", ("pdu", "text"))
+    if "volte" in line and not isinstance(line["volte"], bool):
+        raise ConfigError(f"{where}.volte", "must be true or false")
     low = line.get("low_balance")
     if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float))):
         raise ConfigError(f"{where}.low_balance", "must be an amount such as 5 or 2.50")

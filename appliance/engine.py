@@ -41,6 +41,7 @@ class Engine:
         self.clock = MediaClock()
         self.hub = EventHub()
         self.lines = {}  # line id -> state dict shown on the dashboard
+        self._outages = set()  # lines that went down after having been up
         self._runners = {}
         self._calls = {}  # line id -> CallSession
         self._queue = queue.Queue()
@@ -202,9 +203,14 @@ class Engine:
         before = self.lines.get(line_id, {}).get("state")
         self._set_line(line_id, state)
         after = self.lines[line_id].get("state")
-        if before != after and {before, after} == {"up", "down"}:
-            # An outage (or its end) is part of the box's record, not just a log line.
-            self.journal.add_line_event(line_id, after, error=self.lines[line_id].get("error"))
+        # An outage and its end are part of the box's record, not just log lines; a line
+        # that is still coming up at start (its modem not there yet) is not an outage.
+        if before == "up" and after == "down":
+            self._outages.add(line_id)
+            self.journal.add_line_event(line_id, "down", error=self.lines[line_id].get("error"))
+        elif after == "up" and line_id in self._outages:
+            self._outages.discard(line_id)
+            self.journal.add_line_event(line_id, "up")
         if "balance" in state:
             self._check_low_balance(line_id, state["balance"])
 

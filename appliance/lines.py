@@ -27,6 +27,7 @@ REOPENS_BEFORE_POWER_CYCLE = 2
 BOOT_SECONDS = 5.0
 TWIN_SOCKET = "twin.sock"
 _REOPEN = object()
+_SCAN_LOCK = threading.Lock()
 
 
 def resolve_port(port, data_dir):
@@ -46,7 +47,9 @@ def power_switch(line_config, data_dir):
                             pulse_seconds=power.get("pulse_seconds", 1.5))
     if power["kind"] == "usb":
         return UsbReset(power["device"])
-    return VirtualPowerSwitch(os.path.join(data_dir, TWIN_SOCKET), line_config["id"])
+    # The twin knows its modems by the line they are meant for, or by IMEI for a line
+    # bound by IMEI (which may sit on any of them).
+    return VirtualPowerSwitch(os.path.join(data_dir, TWIN_SOCKET), line_config["id"], imei=line_config.get("imei"))
 
 
 def parse_balance(text):
@@ -120,7 +123,8 @@ class LineRunner:
         if "port" in self.config:
             return (resolve_port(self.config["port"], self._data_dir),
                     resolve_port(self.config["audio_port"], self._data_dir), self.config["driver"])
-        found = find_modem(self._candidates(), imei=self.config.get("imei"), iccid=self.config.get("iccid"))
+        with _SCAN_LOCK:  # lines scanning at once would take each other's ports for a moment
+            found = find_modem(self._candidates(), imei=self.config.get("imei"), iccid=self.config.get("iccid"))
         if found is None:
             wanted = f"IMEI {self.config['imei']}" if "imei" in self.config else f"ICCID {self.config['iccid']}"
             raise FirmwareError(f"no modem with {wanted} on {', '.join(self._port_patterns)}")
@@ -145,9 +149,11 @@ class LineRunner:
         try:
             port, audio, family = self._ports()
             self.driver = open_line(port, self._driver_event, family=family, audio_port=audio,
-                                    name=self.id, pin=self.config.get("pin"))
+                                    name=self.id, pin=self.config.get("pin"),
+                                    sms_mode=self.config.get("sms_mode", "pdu"))
             self._apply_gain()
             info = self.driver.info()
+            info["volte"] = self._apply_volte()
         except FirmwareError as err:
             self._close_driver()
             self._on_state(self.id, {"state": "down", "error": str(err)})
@@ -173,6 +179,16 @@ class LineRunner:
                 return
         delay = RETRY_SECONDS[min(self._failed_opens - 1, len(RETRY_SECONDS) - 1)]
         self._stop.wait(delay)
+
+    def _apply_volte(self):
+        """Turn IMS/VoLTE on where the config asks and the family's driver knows how."""
+        if not self.config.get("volte"):
+            return "off"
+        if not hasattr(self.driver, "enable_volte"):
+            log.warning("line %s: VoLTE asked for, but the %s driver cannot set it", self.id, self.driver.family)
+            return "not supported by this modem's driver"
+        self.driver.enable_volte()
+        return "on"
 
     def _apply_gain(self):
         if "microphone_gain" not in self.config and "speaker_gain" not in self.config:

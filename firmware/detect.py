@@ -143,11 +143,11 @@ def audio_port_beside(at_port, family):
     return "/dev/" + os.path.basename(ttys[0])
 
 
-def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None):
+def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None, sms_mode="pdu"):
     """Open a line of ``family`` on ``port``; with "auto", identify the modem first."""
     if family == "auto":
         found = probe(port)["family"]
         if found is None:
             raise FirmwareError(f"{port}: not a supported GSM modem")
         family = found
-    return FAMILIES[family](port, on_event, audio_port=audio_port, name=name, pin=pin)
+    return FAMILIES[family](port, on_event, audio_port=audio_port, name=name, pin=pin, sms_mode=sms_mode)

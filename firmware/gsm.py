@@ -48,9 +48,13 @@ class GsmLine:
     gain_commands = None  # (mic template, speaker template, mic range, speaker range)
     software_gain = False  # True when levels must be applied to the audio by the engine
     ussd_packed = False  # replies in the TE character set; Huawei sends GSM7-packed hex
+    text_mode_sms = True  # Huawei: long UCS2 text-mode SMS hang the dongle (chan_dongle BUGS)
 
-    def __init__(self, port, on_event, *, audio_port=None, name="gsm", pin=None):
+    def __init__(self, port, on_event, *, audio_port=None, name="gsm", pin=None, sms_mode="pdu"):
         self.name = name
+        # Text mode only where the family handles it; long messages always go as PDUs,
+        # since only PDUs carry the header that joins the parts again.
+        self.sms_mode = sms_mode if self.text_mode_sms else "pdu"
         self._on_event = on_event
         self._state = IDLE
         self._state_lock = threading.Lock()
@@ -152,12 +156,34 @@ class GsmLine:
 
     def send_sms(self, number, text):
         """Send an SMS (several parts if long; UCS2 for Cyrillic); return the message references."""
+        parts = pdu.encode_submit(number, text, reference=_next_reference())
+        if self.sms_mode == "text" and len(parts) == 1:
+            return [self._send_sms_text(number, text)]
         self.command("AT+CMGF=0")
         references = []
-        for hex_pdu, length in pdu.encode_submit(number, text, reference=_next_reference()):
+        for hex_pdu, length in parts:
             lines = self.command(f"AT+CMGS={length}", payload=hex_pdu, timeout=60, prefix="+CMGS:")
             references.append(int(_fields(lines, "+CMGS:")[0]))
+        self._restore_sms_mode()
         return references
+
+    def _send_sms_text(self, number, text):
+        """One message in text mode: GSM 7-bit as is, anything else as UCS2 hex (TS 27.005 3.5.1)."""
+        ucs2 = pdu.gsm7_encode(text) is None
+        self.command("AT+CMGF=1")
+        self.command(f"AT+CSMP=17,167,0,{8 if ucs2 else 0}")
+        address = pdu.ucs2_hex_encode(number) if self._text_charset == "UCS2" else number
+        body = pdu.ucs2_hex_encode(text) if ucs2 or self._text_charset == "UCS2" else text
+        if ucs2 and self._text_charset != "UCS2":
+            self.command('AT+CSCS="UCS2"')
+            self._text_charset = "UCS2"
+            address = pdu.ucs2_hex_encode(number)
+        lines = self.command(f'AT+CMGS="{address}"', payload=body, timeout=60, prefix="+CMGS:")
+        return int(_fields(lines, "+CMGS:")[0])
+
+    def _restore_sms_mode(self):
+        if self.sms_mode == "text":
+            self.command("AT+CMGF=1")
 
     def ussd(self, code, timeout=30.0):
         """Send a USSD code (``*100#``) and return the network's reply text."""
@@ -215,7 +241,13 @@ class GsmLine:
         self._unlock_sim(pin)
         for command in self.init_commands:
             self.command(command)
-        self.command("AT+CMGF=0")
+        self._text_charset = None
+        if self.sms_mode == "text":
+            self.command("AT+CMGF=1")
+            self.command('AT+CSCS="UCS2"')  # so Cyrillic reads back as it was sent
+            self._text_charset = "UCS2"
+        else:
+            self.command("AT+CMGF=0")
         self.command("AT+CNMI=2,1,0,0,0")
         self._clear_leftover_call()
 
@@ -346,7 +378,23 @@ class GsmLine:
         except FirmwareError as err:
             log.warning("%s: cannot read SMS %d: %s", self.name, index, err)
             return
-        self._sms_arrived(lines[-1] if lines else "")
+        if self.sms_mode == "text":
+            self._text_sms_arrived(lines)
+        else:
+            self._sms_arrived(lines[-1] if lines else "")
+
+    def _text_sms_arrived(self, lines):
+        """``+CMGR: "REC UNREAD","<sender>",,"<time>"`` then the text, both UCS2 hex here."""
+        fields = _fields(lines, "+CMGR:")
+        if len(fields) < 2 or len(lines) < 2:
+            log.warning("%s: skipped a text-mode SMS without header or body: %r", self.name, lines)
+            return
+        try:
+            sender, text = pdu.ucs2_hex_decode(fields[1]), pdu.ucs2_hex_decode("".join(lines[1:]))
+        except pdu.PduError as err:
+            log.warning("%s: skipped a text-mode SMS that is not UCS2: %s", self.name, err)
+            return
+        self._emit("sms", sender=sender, text=text, sent_at=None)
 
     def _sms_arrived(self, hex_pdu):
         try:

@@ -29,6 +29,7 @@ class HuaweiLine(GsmLine):
     gain_commands = None
     software_gain = True
     ussd_packed = True
+    text_mode_sms = False  # chan_dongle BUGS: long UCS2 text-mode SMS hang or reboot the dongle
 
     def _initialise(self, pin):
         super()._initialise(pin)

@@ -67,13 +67,14 @@ class UsbReset:
 class VirtualPowerSwitch:
     """The virtual twin's power switch for an emulated modem, reached over its socket."""
 
-    def __init__(self, socket_path, line):
+    def __init__(self, socket_path, line, imei=None):
         self.socket_path = socket_path
         self.line = line
+        self.imei = imei
 
     def cycle(self):
-        """Ask the twin to power-cycle the line's modem."""
-        request = json.dumps({"cmd": "power_cycle", "line": self.line}).encode() + b"\n"
+        """Ask the twin to power-cycle the line's modem (found by IMEI when there is one)."""
+        request = json.dumps({"cmd": "power_cycle", "line": self.line, "imei": self.imei}).encode() + b"\n"
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(5)

@@ -35,7 +35,7 @@ class QuectelLine(GsmLine):
         return line.split(":", 1)[-1].strip()
 
     def enable_volte(self):
-        """Turn IMS (VoLTE) on; the modem applies it after a restart (AT+QCFG="ims",1)."""
+        """Turn IMS (VoLTE) on (AT+QCFG="ims",1; the operator's MBN profile must allow it)."""
         self.command('AT+QCFG="ims",1')
 
     def _answer_command(self):

@@ -216,3 +216,71 @@ def test_sim_pin(network, events):
         line.close()
     finally:
         modem.close()
+
+
+@pytest.mark.parametrize("family", ["sim800", "sim7600", "ec25"])
+def test_sms_in_text_mode_with_ucs2(network, events, family):
+    modem = EMULATORS[family](network, MODEM_NUMBER)
+    line = FAMILIES[family](modem.at.path, events, audio_port=modem.audio.path, sms_mode="text")
+    try:
+        assert line.send_sms(CALLER, "Здравейте!") == [1]
+        assert "AT+CMGF=1" in modem.commands_seen and network.sms_log[-1][2] == "Здравейте!"
+        assert len(line.send_sms(CALLER, CYRILLIC)) == 3  # long: sent as joined PDUs after all
+        assert network.sms_log[-1][2] == CYRILLIC
+        network.send_sms(CALLER, MODEM_NUMBER, "Добър ден")
+        assert events.next("sms").data["text"] == "Добър ден"
+    finally:
+        line.close()
+        modem.close()
+
+
+def test_huawei_keeps_sms_in_pdu_mode(network, events):
+    modem = HuaweiEmulator(network, MODEM_NUMBER)
+    line = FAMILIES["e1550"](modem.at.path, events, audio_port=modem.audio.path, sms_mode="text")
+    try:
+        line.send_sms(CALLER, "Здравейте!")
+        assert "AT+CMGF=1" not in modem.commands_seen and network.sms_log[-1][2] == "Здравейте!"
+    finally:
+        line.close()
+        modem.close()
+
+
+def test_volte_is_switched_on_for_the_quectel(network, events):
+    from hardware.virtual.families import Ec25Emulator
+
+    modem = Ec25Emulator(network, MODEM_NUMBER)
+    line = FAMILIES["ec25"](modem.at.path, events, audio_port=modem.audio.path)
+    try:
+        line.enable_volte()
+        assert modem._ims and 'AT+QCFG="ims",1' in modem.commands_seen
+    finally:
+        line.close()
+        modem.close()
+
+
+def test_a_slow_modem_is_waited_for(network, events):
+    from hardware.virtual.families import Sim7600Emulator
+
+    modem = Sim7600Emulator(network, MODEM_NUMBER)
+    modem.delay = 0.1  # each answer comes late, as on a busy module
+    try:
+        line = FAMILIES["sim7600"](modem.at.path, events, audio_port=modem.audio.path)
+        assert line.info()["imei"] == modem.imei
+        line.close()
+    finally:
+        modem.close()
+
+
+def test_gpio_power_key_pulses_the_pin():
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware.power import GpioPowerKey
+
+    factory = MockFactory()
+    key = GpioPowerKey(17, pulse_seconds=0.05, pin_factory=factory)
+    pin = factory.pin(17)
+    key.cycle()
+    states = [state for _, state in pin.states]
+    assert states[-2:] == [True, False]  # pressed, then released
+    key.close()
+    key.close()

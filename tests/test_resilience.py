@@ -75,7 +75,7 @@ def test_a_hung_modem_is_power_cycled_and_the_other_line_keeps_its_call(quick_po
     out, _ = on_gsm2.communicate(timeout=30)
     assert json.loads(out)["outcome"] == "answered" and json.loads(out)["ended_by"] == "caller"
     kinds = [event["kind"] for event in reversed(box.engine.request("line", line="gsm1")["events"])]
-    assert kinds[:1] == ["down"] and "power_cycled" in kinds and kinds[-1] == "up"
+    assert kinds == ["down", "power_cycled", "up"]
     after = box.hotline_json("call", "--line", "gsm1", "--from", "+359888000777", "--hold", "1", "--json")
     assert after["outcome"] == "answered"
 

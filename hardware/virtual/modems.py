@@ -259,7 +259,8 @@ class EmulatedModem:
             (r"", lambda body: ([], "OK")),
             (r"E([01])", self._echo),
             (r"Z|&F|\+CMEE=\d|\+CLIP=\d|\+CVHU=\d|\+CRC=\d|\+CREG=\d|\+CEREG=\d|\+CTZU=\d|\+CLTS=\d"
-             r"|\+CNMI=[\d,]+|\+CSCS=.*|\+CPMS=.*", lambda body: ([], "OK")),
+             r"|\+CNMI=[\d,]+|\+CPMS=.*|\+CSMP=[\d,]+", lambda body: ([], "OK")),
+            (r'\+CSCS="(GSM|IRA|UCS2)"', self._cscs),
             (r"\+CLCC=([01])", self._clcc_mode),
             (r"I", lambda body: (self._ati(), "OK")),
             (r"\+CGMI", lambda body: ([self.manufacturer], "OK")),
@@ -278,8 +279,9 @@ class EmulatedModem:
             (r"\+CHUP|H0?", lambda body: self._chup()),
             (r"D(.*)", lambda body, rest: self._atd(body[1:])),
             (r'\+VTS="?(.)"?', self._vts),
-            (r"\+CMGF=([01])", lambda body, mode: ([], "OK" if mode == "0" else "OK")),
+            (r"\+CMGF=([01])", self._cmgf),
             (r"\+CMGS=(\d+)", self._cmgs),
+            (r'\+CMGS="([^"]*)"', self._cmgs_text),
             (r"\+CMGR=(\d+)", self._cmgr),
             (r"\+CMGD=(\d+)(,\d)?", self._cmgd),
             (r'\+CUSD=1,"?([^",]*)"?(,\d+)?', self._cusd),
@@ -395,19 +397,46 @@ class EmulatedModem:
         self._call.dtmf(self._side, digit)
         return [], "OK"
 
+    def _cmgf(self, body, mode):
+        self._text_mode = mode == "1"
+        return [], "OK"
+
+    def _cscs(self, body, charset):
+        self._charset = charset
+        return [], "OK"
+
     def _cmgs(self, body, length):
+        if self._text_mode:
+            raise _ModemError("+CMS ERROR: 304")  # a PDU length in text mode
         self._payload_for = int(length)
         self.at.write(b"\r\n> ")
         return [], None
 
-    def _finish_payload(self, hex_pdu, send):
-        self._payload_for = None
+    def _cmgs_text(self, body, address):
+        if not self._text_mode:
+            raise _ModemError("+CMS ERROR: 304")
+        self._payload_for = address
+        self.at.write(b"\r\n> ")
+        return [], None
+
+    def _text_in(self, text):
+        """Text as the box typed it in the current character set (TS 27.007 +CSCS)."""
+        return pdu.ucs2_hex_decode(text) if self._charset == "UCS2" else text
+
+    def _text_out(self, text):
+        return pdu.ucs2_hex_encode(text) if self._charset == "UCS2" else text
+
+    def _finish_payload(self, payload, send):
+        target, self._payload_for = self._payload_for, None
         if not send:
             return self._send_line("OK")
         try:
-            number, text, concat = pdu.decode_submit(hex_pdu)
+            if isinstance(target, str):
+                number, text, concat = self._text_in(target), self._text_in(payload), None
+            else:
+                number, text, concat = pdu.decode_submit(payload)
         except pdu.PduError as err:
-            log.warning("emulator: bad SMS PDU: %s", err)
+            log.warning("emulator: bad SMS: %s", err)
             return self._send_line("+CMS ERROR: 304")
         self._outgoing_parts.append((number, text, concat))
         self._deliver_complete_sms()
@@ -430,7 +459,14 @@ class EmulatedModem:
         hex_pdu = self._inbox.get(int(index))
         if hex_pdu is None:
             raise _ModemError("+CMS ERROR: 321")  # invalid memory index
-        return [f"+CMGR: 1,,{len(hex_pdu) // 2 - 1 - int(hex_pdu[:2], 16)}", hex_pdu], "OK"
+        if not self._text_mode:
+            return [f"+CMGR: 1,,{len(hex_pdu) // 2 - 1 - int(hex_pdu[:2], 16)}", hex_pdu], "OK"
+        message = pdu.decode_deliver(hex_pdu)
+        stamp = message["timestamp"]
+        zone = int(stamp.utcoffset().total_seconds() // 900)
+        header = (f'+CMGR: "REC UNREAD","{self._text_out(message["sender"])}",,'
+                  f'"{stamp:%y/%m/%d,%H:%M:%S}{zone:+03d}"')
+        return [header, self._text_out(message["text"])], "OK"
 
     def _cmgd(self, body, index, _flag):
         self._inbox.pop(int(index), None)
@@ -462,6 +498,8 @@ class EmulatedModem:
         self._clcc_reports = False
         self._audio_on = False
         self._payload_for = None
+        self._text_mode = False
+        self._charset = "GSM"
         self._outgoing_parts = []
         self._inbox = {}
         self._next_index = 0

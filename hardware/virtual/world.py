@@ -68,11 +68,13 @@ class VirtualWorld:
             "phones": [{"number": phone.number, "calls": len(phone.calls)} for phone in self.phones],
         }
 
-    def power_cycle(self, line):
-        """Work the power switch of the modem behind ``line``."""
-        modem = self._modem(line)
+    def power_cycle(self, line, imei=None):
+        """Work the power switch of the modem with ``imei``, or else the one meant for ``line``."""
+        modem = next((m for m in self.modems.values() if m.imei == imei), None) if imei else self._modem(line)
+        if modem is None:
+            raise TwinError(f"no virtual modem with IMEI {imei}")
         modem.power_cycle()
-        return {"line": line, "power_cycled": True}
+        return {"line": line, "imei": modem.imei, "power_cycled": True}
 
     def hang(self, line):
         """Make the modem behind ``line`` stop answering (until power-cycled)."""
