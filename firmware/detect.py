@@ -31,6 +31,26 @@ def family_for_usb(vendor, product):
     return None
 
 
+def usb_ids(port):
+    """(vendor, product) of the USB device behind a tty, read from sysfs, or None."""
+    tty = os.path.basename(os.path.realpath(port))
+    interface = os.path.realpath(f"/sys/class/tty/{tty}/device")
+    for directory in (os.path.dirname(interface), os.path.dirname(os.path.dirname(interface))):
+        try:
+            with open(os.path.join(directory, "idVendor")) as vendor, open(os.path.join(directory, "idProduct")) as product:
+                return int(vendor.read(), 16), int(product.read(), 16)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _family_by_usb_ids(port):
+    """The family by USB ids, for a modem whose AT+CGMM names no model we know."""
+    ids = usb_ids(port)
+    line_class = family_for_usb(*ids) if ids else None
+    return line_class.family if line_class else None
+
+
 def probe(port, timeout=3.0):
     """Identify the modem on ``port``: family, model, firmware, IMEI, SIM, network."""
     channel = ATChannel(port, lambda line: None, name=f"probe {port}")
@@ -146,7 +166,7 @@ def audio_port_beside(at_port, family):
 def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None, sms_mode="pdu"):
     """Open a line of ``family`` on ``port``; with "auto", identify the modem first."""
     if family == "auto":
-        found = probe(port)["family"]
+        found = probe(port)["family"] or _family_by_usb_ids(port)
         if found is None:
             raise FirmwareError(f"{port}: not a supported GSM modem")
         family = found

@@ -284,3 +284,9 @@ def test_gpio_power_key_pulses_the_pin():
     assert states[-2:] == [True, False]  # pressed, then released
     key.close()
     key.close()
+
+
+def test_usb_ids_of_a_pty_are_unknown(modem):
+    from firmware.detect import usb_ids
+
+    assert usb_ids(modem.at.path) is None  # a pty has no USB device behind it

@@ -382,15 +382,6 @@ class EmulatedModem:
             self._far_ended(call, "b")
         return None
 
-    def refuse_outgoing(self, cause):
-        """The far end of the outgoing call gives up with ``cause`` (busy, no answer)."""
-        with self._lock:
-            call, state = self._call, self._call_state
-            self._clear_call()
-        if call is not None:
-            call.hangup(self._side or "a")
-            self._send_all(self.ended_urcs(state, cause))
-
     def _vts(self, body, digit):
         if self._call_state != "active":
             raise _ModemError("+CME ERROR: 3")
