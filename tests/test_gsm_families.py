@@ -290,3 +290,10 @@ def test_usb_ids_of_a_pty_are_unknown(modem):
     from firmware.detect import usb_ids
 
     assert usb_ids(modem.at.path) is None  # a pty has no USB device behind it
+
+
+def test_usb_reset_of_a_missing_device_names_it(tmp_path):
+    from firmware.power import PowerError, UsbReset
+
+    with pytest.raises(PowerError, match="/dev/bus/usb/009/099"):
+        UsbReset("/dev/bus/usb/009/099").cycle()
