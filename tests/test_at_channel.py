@@ -74,3 +74,14 @@ def test_close_is_safe_twice_and_commands_then_fail(channel):
 def test_missing_port_is_a_clear_error(tmp_path):
     with pytest.raises(PortClosed, match="cannot open"):
         ATChannel(str(tmp_path / "ttyUSB9"), print)
+
+
+def test_cme_and_cms_errors_are_named():
+    from firmware.errors import ATCommandError
+
+    busy = ATCommandError("AT+CPIN?", "+CME ERROR: 14")
+    assert busy.meaning == "SIM busy" and busy.retryable and "(SIM busy)" in str(busy)
+    index = ATCommandError("AT+CMGR=9", "+CMS ERROR: 321")
+    assert (index.kind, index.code, index.meaning, index.retryable) == ("CMS", 321, "invalid memory index", False)
+    plain = ATCommandError("AT+X", "ERROR")
+    assert plain.code is None and plain.meaning is None and str(plain) == "'AT+X' failed: ERROR"
