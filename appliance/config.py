@@ -24,6 +24,8 @@ LAST_GOOD_FILE = "config.last-good.json"
 LANGUAGES = ("en", "bg", "uk", "ru")
 LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25")
 VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25")
+# How a virtual phone treats a call: see hardware/virtual/phones.py.
+PHONE_BEHAVIOURS = ("answer", "busy", "no answer", "reject", "voicemail", "refuse")
 SINGLE_SECTIONS = ("settings", "virtual")
 LIST_SECTIONS = ("lines", "operators", "prompts")
 # Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
@@ -324,9 +326,16 @@ def _modem(modem, where, line_ids):
 
 
 def _phone(phone, where):
-    _no_unknown(phone, where, ("number", "name", "answer_after", "behaviour"))
+    _no_unknown(phone, where, ("number", "name", "answer_after", "behaviour", "accept_key", "accept_after"))
     phone.setdefault("behaviour", "answer")
-    _choice(phone, where, "behaviour", ("answer", "busy", "no answer", "reject"))
+    _choice(phone, where, "behaviour", PHONE_BEHAVIOURS)
+    phone.setdefault("accept_key", "1")
+    if not (isinstance(phone["accept_key"], str) and re.fullmatch(r"[0-9*#]?", phone["accept_key"])):
+        raise ConfigError(f"{where}.accept_key", "must be one key (0-9, * or #), or empty for none")
+    phone.setdefault("accept_after", 1.0)
+    value = phone["accept_after"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
+        raise ConfigError(f"{where}.accept_after", "must be a number of seconds from 0 to 60")
     _number(phone, where, "number")
     _text(phone, where, "name")
     phone.setdefault("answer_after", 1.0)

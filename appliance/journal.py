@@ -65,6 +65,62 @@ MIGRATIONS = (
     );
     CREATE INDEX sms_peer ON sms (peer, at);
     """,
+    """
+    ALTER TABLE calls ADD COLUMN flow TEXT;
+    ALTER TABLE calls ADD COLUMN campaign TEXT;
+    ALTER TABLE calls ADD COLUMN language TEXT;
+    ALTER TABLE calls ADD COLUMN queue TEXT;
+    ALTER TABLE calls ADD COLUMN operator TEXT;
+    ALTER TABLE calls ADD COLUMN wait_seconds REAL;
+    ALTER TABLE calls ADD COLUMN collected TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE calls ADD COLUMN role TEXT NOT NULL DEFAULT 'caller';
+    ALTER TABLE calls ADD COLUMN parent_id INTEGER;
+    CREATE INDEX calls_parent ON calls (parent_id);
+    CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL,
+        line_id TEXT NOT NULL DEFAULT '',
+        queue TEXT NOT NULL DEFAULT '',
+        call_id INTEGER,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'failed', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        closed_at TEXT,
+        closed_reason TEXT,
+        last_call_id INTEGER
+    );
+    CREATE UNIQUE INDEX callbacks_one_open ON callbacks (number) WHERE status = 'open';
+    CREATE TABLE voicemail (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL REFERENCES calls (id),
+        number TEXT NOT NULL,
+        recording TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        heard INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL CHECK (channel IN ('sms', 'email', 'webhook')),
+        target TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE TABLE pinned_recordings (
+        recording TEXT PRIMARY KEY,
+        number TEXT NOT NULL DEFAULT '',
+        pinned_at TEXT NOT NULL
+    );
+    """,
 )
 
 
