@@ -24,3 +24,11 @@ class ControlError(ApplianceError, RuntimeError):
 
 class PromptError(ApplianceError, RuntimeError):
     """A prompt could not be generated or converted."""
+
+
+class NotifyError(ApplianceError, RuntimeError):
+    """A notification could not be delivered (this attempt); the outbox retries it."""
+
+
+class RecordingError(ApplianceError, OSError):
+    """A recording could not be compressed, found or safely reached; the message names the file."""
