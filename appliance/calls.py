@@ -1,45 +1,58 @@
-"""A call's life in the engine: ring, answer, greeting, recording, hang-up, journal.
+"""A call leg's life in the engine: ring or dial, answer, media, prompts, bridge, hang-up, journal.
 
 Every method runs on the engine's loop thread; the media clock and the line threads
-reach a session only through ``engine.post``.
+reach a session only through ``engine.post``. What a leg is *for* lives in its
+``handler``: the IVR for a caller, a ring attempt for an operator's phone, a call-back.
+A handler may define on_connected, on_dtmf, on_prompt_done and on_ended.
 """
 import logging
 import os
 import time
 
 from .dtmf import DtmfDetector
-from .media import CallMedia, Player, Recorder
-from .prompts import prompt_path
+from .media import CallMedia, LoopPlayer, Player, Recorder, bridge, unbridge
+from .prompts import music_path, prompt_path, resolve_prompt
 
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_SECONDS = 15
-
+RECORDED_ROLES = ("caller", "callback", "test")
 
 # How an outgoing call that never connected ended, as the journal says it.
 UNCONNECTED_OUTCOMES = {"busy": "busy", "no answer": "no answer", "rejected": "busy"}
 
 
 class CallSession:
-    """One call on one line: inbound (``caller`` rings us) or outbound (we dial ``callee``)."""
+    """One call leg on one line: inbound (``caller`` rings us) or outbound (we dial ``callee``)."""
 
-    def __init__(self, engine, line_id, caller="", callee="", direction="in"):
+    def __init__(self, engine, line_id, caller="", callee="", direction="in", role=None, parent_id=None,
+                 handler=None):
         self.engine = engine
         self.line_id = line_id
         self.caller = caller
         self.callee = callee
         self.direction = direction
+        self.role = role or ("caller" if direction == "in" else "test")
+        self.handler = handler
+        self.language = engine.config["settings"]["language"]
         self.step = "ringing" if direction == "in" else "dialling"
         self.started = time.monotonic()
         self.answered = None
         self.media = None
         self.ended = False
+        self.outcome = None
+        self.peer = None  # the leg this one is bridged with
         self.hold_seconds = None
-        self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee)
+        self._voicemail = None
+        self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
+                                            parent_id=parent_id)
+        engine.claim_line(line_id, self)
         self._publish("call.started")
 
+    # --- placing and taking the call ---------------------------------------------------
+
     def dial(self, hold_seconds):
-        """Place the outbound call; once connected, play the greeting and hang up after ``hold_seconds``."""
+        """Place the outbound call; a test call (``hold_seconds``) plays the greeting and hangs up."""
         self.hold_seconds = hold_seconds
         callee = self.callee
         self.engine.line_command(self.line_id, "dial", lambda driver: driver.dial(callee))
@@ -56,53 +69,149 @@ class CallSession:
         self.engine.line_command(self.line_id, "answer", lambda driver: driver.answer())
         self.engine.later(ANSWER_TIMEOUT_SECONDS, self._answer_overdue)
 
+    def reject(self, reason, outcome):
+        """Refuse a ringing call without answering it (blacklist, no line for it)."""
+        self.outcome = outcome
+        self.engine.journal.add_event(self.id, "rejected", reason=reason)
+        self.engine.line_command(self.line_id, "hangup", lambda driver: driver.hangup())
+
     def connected(self):
-        """The call is up: start recording and play the greeting."""
+        """The call is up: start its media, then let the handler (or the test greeting) go on."""
         if self.ended or self.answered is not None:
             return
         self.answered = time.monotonic()
         self.engine.journal.answer_call(self.id)
+        self._start_media()
+        self.engine.later(self.engine.config["settings"]["max_call_seconds"], self._too_long)
+        self._publish("call.answered")
+        if self.handler is not None and hasattr(self.handler, "on_connected"):
+            self.handler.on_connected()
+        else:
+            self.play_prompt(self.engine.greeting_for(self.line_id))
+            if self.hold_seconds is not None:
+                self.engine.later(self.hold_seconds, self._hold_over)
+
+    def _start_media(self):
         port = self.engine.line_audio(self.line_id)
-        recorder = Recorder(os.path.join(self.engine.data_dir, self._recording_name()))
         line = self.engine.lines.get(self.line_id, {})
-        self.media = CallMedia(port, recorder, self._prompt_finished, self._media_failed,
+        self.media = CallMedia(port, self._recorder(), self._prompt_finished, self._media_failed,
                                dtmf_detector=DtmfDetector() if line.get("inband_dtmf") else None,
                                on_dtmf=lambda digit: self.engine.post(self.dtmf, digit),
                                gains=self.engine.software_gains(self.line_id))
-        self.play(self.engine.greeting_for(self.line_id))
         self.engine.clock.attach(self.media)
-        self.engine.later(self.engine.config["settings"]["max_call_seconds"], self._too_long)
-        if self.hold_seconds is not None:
-            self.engine.later(self.hold_seconds, self._hold_over)
-        self._publish("call.answered")
 
-    def play(self, prompt):
-        """Play a prompt (a config prompt dict) to the caller."""
-        path = prompt_path(self.engine.data_dir, prompt["language"], prompt["id"])
+    def _recorder(self):
+        mode = self.engine.config["settings"]["recording"]
+        if mode == "off" or self.role not in RECORDED_ROLES:
+            return None
+        return Recorder(os.path.join(self.engine.data_dir, self._recording_name()), stereo=mode == "stereo")
+
+    # --- what the caller hears ----------------------------------------------------------
+
+    def play_prompt(self, prompt_id):
+        """Play a prompt in the call's language (falling back to the box's, then any)."""
+        prompt = resolve_prompt(self.engine.config, prompt_id, self.language)
+        if prompt is None:
+            self.engine.journal.add_event(self.id, "prompt_missing", prompt=prompt_id)
+            self._prompt_done(prompt_id)
+            return
+        self.play_file(prompt_path(self.engine.data_dir, prompt["language"], prompt["id"]), prompt["id"])
+
+    def play_file(self, path, name):
+        """Play a WAV file to the far end; the handler hears ``on_prompt_done`` at its end."""
         try:
             self.media.play(Player(path))
         except (OSError, ValueError) as err:
             log.error("call %s: cannot play %s: %s", self.id, path, err)
-            self.engine.journal.add_event(self.id, "prompt_missing", prompt=prompt["id"], error=str(err))
+            self.engine.journal.add_event(self.id, "prompt_missing", prompt=name, error=str(err))
+            self.engine.post(self._prompt_done, name)
             return
-        self.step = f"playing {prompt['id']}"
-        self.engine.journal.add_event(self.id, "prompt", prompt=prompt["id"], language=prompt["language"])
+        self._playing = name
+        self.step = f"playing {name}"
+        self.engine.journal.add_event(self.id, "prompt", prompt=name, language=self.language)
         self._publish("call.step")
 
+    def say(self, text):
+        """Speak ``text`` (made by espeak-ng off the loop); False when it is not ready yet."""
+        path = self.engine.phrases.get(self.language, text)
+        if path is None:
+            return False
+        self.play_file(path, "announcement")
+        return True
+
+    def hold_music(self, prompt_id=None):
+        """Music on hold between prompts until a prompt or a bridge takes over."""
+        path = (prompt_path(self.engine.data_dir, *self._prompt_key(prompt_id)) if prompt_id
+                else music_path(self.engine.data_dir))
+        try:
+            self.media.hold = LoopPlayer(path)
+        except (OSError, ValueError) as err:
+            log.error("call %s: no music on hold (%s)", self.id, err)
+
+    def _prompt_key(self, prompt_id):
+        prompt = resolve_prompt(self.engine.config, prompt_id, self.language)
+        return (prompt["language"], prompt["id"]) if prompt else (self.language, prompt_id)
+
+    def announce_position(self, position, seconds, callback_key):
+        """Tell a waiting caller their place, the expected wait and the call-back key."""
+        from .prompts import position_text
+
+        self.say(position_text(self.language, position, seconds, callback_key))
+
+    def bridge_with(self, other):
+        """Join this leg and ``other``: each hears the other, the recording takes both."""
+        self.media.stop_prompt()
+        other.media.stop_prompt()
+        bridge(self.media, other.media)
+        self.peer, other.peer = other, self
+        self.step = other.step = "talking"
+        self.engine.journal.add_event(self.id, "bridged", call=other.id)
+        self.engine.journal.add_event(other.id, "bridged", call=self.id)
+        self._publish("call.step")
+
+    def start_voicemail(self, max_seconds):
+        """Record what the caller says into a message of its own, for at most ``max_seconds``."""
+        name = os.path.join("voicemail", time.strftime("%Y/%m", time.gmtime()), f"message-{self.id}.wav")
+        self._voicemail = Recorder(os.path.join(self.engine.data_dir, name))
+        self.media.taps.append(self._voicemail)
+        self.step = "leaving a message"
+        self._publish("call.step")
+        return name
+
+    def stop_voicemail(self):
+        """Finish the message; return (relative path, seconds) or None if there was none."""
+        recorder, self._voicemail = self._voicemail, None
+        if recorder is None:
+            return None
+        if self.media is not None and recorder in self.media.taps:
+            self.media.taps.remove(recorder)
+        path = recorder.finish()
+        return os.path.relpath(path, self.engine.data_dir), round(recorder.seconds, 2)
+
+    # --- what the caller does ---------------------------------------------------------
+
     def dtmf(self, digit):
-        """The caller pressed a key."""
-        if not self.ended:
-            self.engine.journal.add_digit(self.id, digit)
-            self._publish("call.dtmf", digit=digit)
+        """The far end pressed a key."""
+        if self.ended:
+            return
+        self.engine.journal.add_digit(self.id, digit)
+        self._publish("call.dtmf", digit=digit)
+        if self.handler is not None and hasattr(self.handler, "on_dtmf"):
+            self.handler.on_dtmf(digit)
 
     def ended_on_line(self, cause, outcome=None):
         """The line reports the call over; ``cause`` is remote, local, or a failure."""
         if self.ended:
             return
         self.ended = True
+        if self.handler is not None and hasattr(self.handler, "on_ended"):
+            self.handler.on_ended()
         recording = self._stop_media()
+        if self.peer is not None and not self.peer.ended:
+            self.peer.hang_up("the other side hung up")
         ended_by = ("caller" if self.direction == "in" else "callee") if cause == "remote" else "box"
-        outcome = outcome or self._outcome(cause)
+        outcome = outcome or self.outcome or self._outcome(cause)
+        self.outcome = outcome
         talk = round(time.monotonic() - self.answered, 2) if self.answered is not None else None
         self.engine.journal.end_call(self.id, outcome, ended_by, talk_seconds=talk, recording=recording)
         self._publish("call.ended", outcome=outcome, ended_by=ended_by, talk_seconds=talk, recording=recording)
@@ -130,21 +239,23 @@ class CallSession:
         """The call as the dashboard shows it."""
         now = time.monotonic()
         return {
-            "id": self.id, "line": self.line_id, "direction": self.direction, "caller": self.caller,
-            "callee": self.callee, "step": self.step,
+            "id": self.id, "line": self.line_id, "direction": self.direction, "role": self.role,
+            "caller": self.caller, "callee": self.callee, "step": self.step, "language": self.language,
             "seconds": round(now - self.started, 1),
             "talk_seconds": round(now - self.answered, 1) if self.answered is not None else None,
         }
 
     def _prompt_finished(self, player):
-        self.engine.post(self._prompt_done, os.path.basename(player.path))
+        self.engine.post(self._prompt_done, os.path.basename(player.path)[:-4])
 
     def _prompt_done(self, name):
         if self.ended:
             return
         self.step = "listening"
-        self.engine.journal.add_event(self.id, "prompt_end", prompt=name[:-4])
+        self.engine.journal.add_event(self.id, "prompt_end", prompt=name)
         self._publish("call.step")
+        if self.handler is not None and hasattr(self.handler, "on_prompt_done"):
+            self.handler.on_prompt_done()
 
     def _media_failed(self, error):
         self.engine.post(self._media_lost, error)
@@ -154,7 +265,7 @@ class CallSession:
         self.hang_up("audio path lost")
 
     def _answer_overdue(self):
-        if not self.ended and self.answered is None:
+        if not self.ended and self.answered is None and self.direction == "in":
             self.engine.journal.add_event(self.id, "answer_failed", reason="no connection after answering")
             self.hang_up("answer timed out")
             self.ended_on_line("answer failed", outcome="failed")
@@ -167,8 +278,17 @@ class CallSession:
         if self.media is None:
             return None
         self.engine.clock.detach(self.media)
+        unbridge(self.media)
+        self.stop_voicemail_if_any()
+        if self.media.recorder is None:
+            return None
         path = self.media.recorder.finish()
         return os.path.relpath(path, self.engine.data_dir)
+
+    def stop_voicemail_if_any(self):
+        """Finish a message the caller was leaving when the call ended."""
+        if self._voicemail is not None and self.handler is not None and hasattr(self.handler, "voicemail_done"):
+            self.handler.voicemail_done()
 
     def _recording_name(self):
         day = time.strftime("%Y/%m/%d", time.gmtime())

@@ -15,6 +15,8 @@ import zoneinfo
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
+from . import flows as flows_module
+from . import schedule
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -26,33 +28,89 @@ LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25")
 VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25")
 # How a virtual phone treats a call: see hardware/virtual/phones.py.
 PHONE_BEHAVIOURS = ("answer", "busy", "no answer", "reject", "voicemail", "refuse")
-SINGLE_SECTIONS = ("settings", "virtual")
-LIST_SECTIONS = ("lines", "operators", "prompts")
+SINGLE_SECTIONS = ("settings", "virtual", "notifications")
+LIST_SECTIONS = ("lines", "operators", "prompts", "flows", "queues", "time_conditions", "campaigns", "blacklist")
+STRATEGIES = ("ring_all", "round_robin", "longest_idle", "fewest_calls", "random", "fixed_order")
+NOTIFY_EVENTS = ("call.started", "call.answered", "call.missed", "voicemail", "callback.done")
 # Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
+
+DEMO_DATES_SMS = ("Admissions 2026: applications 1-20 July, exams 25 July, results 5 August. "
+                  "Прием 2026: документи 1-20 юли, изпити 25 юли, резултати 5 август.")
 
 DEMO_CONFIG = {
     "settings": {
         "box_name": "Hot-line demo",
         "language": "en",
         "timezone": "Europe/Sofia",
-        "max_call_seconds": 120,
+        "max_call_seconds": 600,
         "greeting": "greeting",
+        "recording": "stereo",
+        "missed_sms": "We missed your call to the admissions hot-line and will call you back. "
+                      "Пропуснахме обаждането ви и ще ви се обадим.",
     },
     "lines": [
         {"id": "gsm1", "name": "Demo SIM 1", "driver": "sim7600", "port": "dev/gsm1-at",
-         "audio_port": "dev/gsm1-audio", "enabled": True, "power": {"kind": "virtual"}},
+         "audio_port": "dev/gsm1-audio", "enabled": True, "power": {"kind": "virtual"}, "flow": "main"},
         {"id": "gsm2", "name": "Demo SIM 2", "driver": "sim7600", "port": "dev/gsm2-at",
-         "audio_port": "dev/gsm2-audio", "enabled": True, "power": {"kind": "virtual"}},
+         "audio_port": "dev/gsm2-audio", "enabled": True, "power": {"kind": "virtual"}, "flow": "main"},
     ],
     "operators": [
-        {"id": "op1", "name": "Demo operator", "number": "+359700000100"},
+        {"id": "op1", "name": "Demo operator", "number": "+359700000100", "groups": ["admissions"],
+         "wrap_up_seconds": 5},
     ],
     "prompts": [
-        {"id": "greeting", "language": "en",
-         "text": "Welcome to the hotline. This call is recorded."},
+        {"id": "greeting", "language": "en", "text": "Welcome to the admissions hot-line. This call is recorded."},
+        {"id": "greeting", "language": "bg",
+         "text": "Добре дошли на горещата линия за прием. Този разговор се записва."},
+        {"id": "menu_main", "language": "en",
+         "text": "For bachelor programmes, press 1. For master's programmes, press 2. For dormitories, press 3. "
+                 "To receive the admission dates by text message, press 4. За български, натиснете 9."},
+        {"id": "menu_main", "language": "bg",
+         "text": "За бакалавърски програми натиснете 1. За магистърски програми натиснете 2. "
+                 "За общежития натиснете 3. За да получите датите за прием с SMS, натиснете 4. "
+                 "For English, press 9."},
+        {"id": "choose_language", "language": "en", "text": "For English, press 1. За български, натиснете 2."},
+        {"id": "sms_sent", "language": "en", "text": "We have sent you the admission dates by text message."},
+        {"id": "sms_sent", "language": "bg", "text": "Изпратихме ви датите за прием с SMS."},
+        {"id": "closed", "language": "en",
+         "text": "The hot-line is closed now. We are open on weekdays from nine to five, and we will call you back."},
+        {"id": "closed", "language": "bg",
+         "text": "Горещата линия е затворена. Работим в делнични дни от девет до пет и ще ви се обадим."},
+    ],
+    "time_conditions": [
+        # Open round the clock so that the demo answers whenever it is tried; the admissions
+        # hours (Monday to Friday, 09:00-17:00) are one edit away on the hours page.
+        {"id": "office", "name": "Hot-line hours",
+         "weekly": {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
+    ],
+    "queues": [
+        {"id": "bachelor", "name": "Bachelor programmes", "groups": ["admissions"], "strategy": "round_robin",
+         "ring_timeout": 20, "max_wait": 180, "announce_every": 30, "callback_key": "5"},
+        {"id": "master", "name": "Master's programmes", "groups": ["admissions"], "strategy": "round_robin",
+         "ring_timeout": 20, "max_wait": 180, "announce_every": 30, "callback_key": "5"},
+        {"id": "dormitories", "name": "Dormitories", "groups": ["admissions"], "strategy": "ring_all",
+         "ring_timeout": 20, "max_wait": 180, "announce_every": 30, "callback_key": "5"},
+    ],
+    "flows": [
+        {"id": "main", "name": "Admissions hot-line", "start": "hours", "nodes": {
+            "hours": {"type": "time", "condition": "office", "open": "welcome", "closed": "closed"},
+            "welcome": {"type": "play", "prompt": "greeting", "next": "menu"},
+            "menu": {"type": "menu", "prompt": "menu_main", "timeout": 5, "retries": 2, "default": "bachelor",
+                     "options": {"1": "bachelor", "2": "master", "3": "dormitories", "4": "dates",
+                                 "9": "language"}},
+            "language": {"type": "language", "prompt": "choose_language", "options": {"1": "en", "2": "bg"},
+                         "next": "menu"},
+            "bachelor": {"type": "queue", "queue": "bachelor", "overflow": "voicemail"},
+            "master": {"type": "queue", "queue": "master", "overflow": "voicemail"},
+            "dormitories": {"type": "queue", "queue": "dormitories", "overflow": "voicemail"},
+            "dates": {"type": "sms", "text": DEMO_DATES_SMS, "prompt": "sms_sent", "next": "menu"},
+            "voicemail": {"type": "voicemail", "max_seconds": 60, "next": "bye"},
+            "closed": {"type": "callback", "prompt": "closed", "next": "bye"},
+            "bye": {"type": "hangup", "prompt": "goodbye"},
+        }},
     ],
     "virtual": {
         "modems": [
@@ -185,11 +243,33 @@ def validate(document):
     operators = _items(document, "operators", _operator)
     prompt_ids = {prompt["id"] for prompt in prompts}
     _refers(settings.get("greeting"), prompt_ids, "settings.greeting", "prompt")
+    conditions = _items(document, "time_conditions", _time_condition)
+    groups = {group for operator in operators for group in operator["groups"]}
+    queues = _items(document, "queues", lambda item, where: _queue(item, where, groups, prompt_ids | {"accept"}))
+    from .prompts import SYSTEM_PROMPTS  # prompts imports this module
+
+    refs = {"prompts": prompt_ids | set(SYSTEM_PROMPTS), "queues": {q["id"] for q in queues}, "languages": set(LANGUAGES),
+            "conditions": {c["id"] for c in conditions}}
+    flows = _items(document, "flows", lambda item, where: flows_module.validate_flow(item, where, refs))
+    flow_ids = {flow["id"] for flow in flows}
+    _refers(settings.get("callback_hours"), refs["conditions"], "settings.callback_hours", "time condition")
     for i, line in enumerate(lines):
         _refers(line.get("greeting"), prompt_ids, f"lines[{i}].greeting", "prompt")
-    virtual = _virtual(document.get("virtual", {}), {line["id"] for line in lines})
-    return {"settings": settings, "lines": lines, "operators": operators,
-            "prompts": prompts, "virtual": virtual}
+        _refers(line.get("flow"), flow_ids, f"lines[{i}].flow", "flow")
+    line_ids = {line["id"] for line in lines}
+    campaigns = _items(document, "campaigns", lambda item, where: _campaign(item, where, line_ids, flow_ids))
+    blacklist = _blacklist(_section(document, "blacklist", list))
+    notifications = _notifications(_section(document, "notifications", dict))
+    virtual = _virtual(document.get("virtual", {}), line_ids)
+    return {"settings": settings, "lines": lines, "operators": operators, "prompts": prompts,
+            "time_conditions": conditions, "queues": queues, "flows": flows, "campaigns": campaigns,
+            "blacklist": blacklist, "notifications": notifications, "virtual": virtual}
+
+
+def warnings(document):
+    """What a valid configuration should still get a look: unreachable IVR nodes, overlapping campaigns."""
+    found = [text for flow in document["flows"] for text in flows_module.flow_warnings(flow)]
+    return found + schedule.campaign_overlaps(document["campaigns"])
 
 
 def _section(document, name, kind):
@@ -206,7 +286,7 @@ def _items(document, name, check, key_field="id", prefix=""):
         where = f"{prefix}{name}[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(where, "must be an object")
-        check(item, where)
+        item = items[i] = check(item, where) or item
         key = item[key_field] if name != "prompts" else (item["id"], item["language"])
         if key in seen:
             raise ConfigError(f"{where}.{key_field}", f"duplicate {name[:-1]} {key!r}")
@@ -216,7 +296,11 @@ def _items(document, name, check, key_field="id", prefix=""):
 
 def _settings(settings):
     _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting",
-                                       "modem_poll_seconds", "modem_ports"))
+                                       "modem_poll_seconds", "modem_ports", "recording", "recording_format",
+                                       "retention_days", "min_free_mb", "anonymous", "callback_retries",
+                                       "callback_retry_minutes", "callback_hours", "missed_sms",
+                                       "operator_sms_commands"))
+    _call_settings(settings)
     _text(settings, "settings", "box_name", required=True)
     _choice(settings, "settings", "language", LANGUAGES)
     _text(settings, "settings", "timezone", required=True)
@@ -237,7 +321,12 @@ def _settings(settings):
 def _line(line, where):
     _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
                               "microphone_gain", "speaker_gain", "power", "balance_ussd",
-                              "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte"))
+                              "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte",
+                              "flow", "inbound", "outbound"))
+    for key in ("inbound", "outbound"):
+        line.setdefault(key, True)
+        if not isinstance(line[key], bool):
+            raise ConfigError(f"{where}.{key}", "must be true or false")
     _identifier(line, where)
     _text(line, where, "name")
     _choice(line, where, "driver", LINE_DRIVERS)
@@ -289,10 +378,127 @@ def _power(power, where):
 
 
 def _operator(operator, where):
-    _no_unknown(operator, where, ("id", "name", "number"))
+    _no_unknown(operator, where, ("id", "name", "number", "groups", "shift", "wrap_up_seconds", "enabled"))
     _identifier(operator, where)
     _text(operator, where, "name", required=True)
     _number(operator, where, "number")
+    operator.setdefault("groups", [])
+    groups = operator["groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, str) and ID_PATTERN.match(g) for g in groups):
+        raise ConfigError(f"{where}.groups", "must be a list of group names such as bachelor")
+    if "shift" in operator:
+        operator["shift"] = schedule.validate_time_condition(
+            dict(operator["shift"], id=operator["id"]) if isinstance(operator["shift"], dict) else operator["shift"],
+            f"{where}.shift")
+    operator.setdefault("wrap_up_seconds", 0)
+    _integer(operator, where, "wrap_up_seconds", 0, 600)
+    operator.setdefault("enabled", True)
+    if not isinstance(operator["enabled"], bool):
+        raise ConfigError(f"{where}.enabled", "must be true or false")
+
+
+def _time_condition(condition, where):
+    return schedule.validate_time_condition(condition, where)
+
+
+def _queue(queue, where, groups, prompt_ids):
+    _no_unknown(queue, where, ("id", "name", "groups", "strategy", "ring_timeout", "max_wait", "max_length",
+                               "announce_every", "moh", "callback_key", "accept_prompt", "service_level_seconds",
+                               "retry_pause"))
+    _identifier(queue, where)
+    _text(queue, where, "name")
+    wanted = queue.get("groups")
+    if not isinstance(wanted, list) or not wanted:
+        raise ConfigError(f"{where}.groups", "must list at least one operator group")
+    for i, group in enumerate(wanted):
+        if group not in groups:
+            raise ConfigError(f"{where}.groups[{i}]", f"no operator is in group {group!r}")
+    queue.setdefault("strategy", "ring_all")
+    _choice(queue, where, "strategy", STRATEGIES)
+    for key, default, low, high in (("ring_timeout", 20, 5, 120), ("max_wait", 300, 10, 3600),
+                                    ("max_length", 20, 1, 500), ("announce_every", 30, 0, 600),
+                                    ("service_level_seconds", 20, 1, 600), ("retry_pause", 2, 0, 60)):
+        queue.setdefault(key, default)
+        _integer(queue, where, key, low, high)
+    for key in ("moh", "accept_prompt"):
+        _refers(queue.get(key), prompt_ids, f"{where}.{key}", "prompt")
+    key = queue.setdefault("callback_key", "")
+    if not (isinstance(key, str) and re.fullmatch(r"[0-9*#]?", key)):
+        raise ConfigError(f"{where}.callback_key", "must be one key (0-9, * or #), or empty for none")
+
+
+def _campaign(campaign, where, line_ids, flow_ids):
+    campaign = schedule.validate_campaign(campaign, where)
+    for i, line_id in enumerate(campaign.get("lines") or []):
+        _refers(line_id, line_ids, f"{where}.lines[{i}]", "line")
+    _refers(campaign.get("flow"), flow_ids, f"{where}.flow", "flow")
+    return campaign
+
+
+def _blacklist(entries):
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"blacklist[{i}]", "must be an object such as {\"number\": \"+359888123456\"}")
+        _no_unknown(entry, f"blacklist[{i}]", ("number", "note"))
+        if not (isinstance(entry.get("number"), str) and re.fullmatch(r"\+?[0-9]{3,15}\*?", entry["number"])):
+            raise ConfigError(f"blacklist[{i}].number", "must be a number, or a prefix ending in * (+7900*)")
+    return entries
+
+
+def _call_settings(settings):
+    for key, default, choices in (("recording", "mono", ("mono", "stereo", "off")),
+                                  ("recording_format", "ogg", ("wav", "flac", "ogg", "mp3")),
+                                  ("anonymous", "allow", ("allow", "block"))):
+        settings.setdefault(key, default)
+        _choice(settings, "settings", key, choices)
+    for key, default, low, high in (("retention_days", 0, 0, 3650), ("min_free_mb", 200, 0, 1_000_000),
+                                    ("callback_retries", 3, 0, 20), ("callback_retry_minutes", 30, 1, 1440)):
+        settings.setdefault(key, default)
+        _integer(settings, "settings", key, low, high)
+    if settings.get("callback_hours") is not None:
+        _refers_later(settings, "callback_hours")
+    if "missed_sms" in settings:
+        _text(settings, "settings", "missed_sms")
+    settings.setdefault("operator_sms_commands", True)
+    if not isinstance(settings["operator_sms_commands"], bool):
+        raise ConfigError("settings.operator_sms_commands", "must be true or false")
+
+
+def _refers_later(settings, key):
+    if not isinstance(settings[key], str) or not ID_PATTERN.match(settings[key]):
+        raise ConfigError(f"settings.{key}", "must be the id of a time condition")
+
+
+def _notifications(notifications):
+    _no_unknown(notifications, "notifications", ("email", "webhooks", "sms_to", "email_to", "events",
+                                                 "webhook_secret"))
+    for i, number in enumerate(notifications.setdefault("sms_to", [])):
+        _number({"n": number}, f"notifications.sms_to[{i}]", "n")
+    for i, address in enumerate(notifications.setdefault("email_to", [])):
+        if not (isinstance(address, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", address)):
+            raise ConfigError(f"notifications.email_to[{i}]", "must be an e-mail address")
+    for i, url in enumerate(notifications.setdefault("webhooks", [])):
+        if not (isinstance(url, str) and re.match(r"https?://[^\s]+$", url)):
+            raise ConfigError(f"notifications.webhooks[{i}]", "must be an http:// or https:// URL")
+    events = notifications.setdefault("events", ["call.missed", "voicemail"])
+    for i, event in enumerate(events):
+        if event not in NOTIFY_EVENTS:
+            raise ConfigError(f"notifications.events[{i}]", f"must be one of {', '.join(NOTIFY_EVENTS)}")
+    if "email" in notifications:
+        _smtp(notifications["email"], "notifications.email")
+    if notifications["webhooks"] and not notifications.get("webhook_secret"):
+        raise ConfigError("notifications.webhook_secret", "required when webhooks are set: receivers check it")
+    return notifications
+
+
+def _smtp(smtp, where):
+    if not isinstance(smtp, dict):
+        raise ConfigError(where, "must be an object")
+    _no_unknown(smtp, where, ("host", "port", "username", "password", "starttls", "from"))
+    _text(smtp, where, "host", required=True)
+    smtp.setdefault("port", 25)
+    _integer(smtp, where, "port", 1, 65535)
+    _text(smtp, where, "from", required=True)
 
 
 def _prompt(prompt, where):

@@ -3,6 +3,7 @@
 Line threads, the media clock and control requests hand work to the loop with
 ``post``; the loop never waits on a modem or on the web UI.
 """
+import datetime
 import heapq
 import itertools
 import logging
@@ -10,23 +11,32 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from . import journal as journal_module
-from .calls import CallSession
-from .config import ConfigStore
-from .control import EventHub, JsonLineServer
 from firmware.errors import FirmwareError
 
-from .errors import ApplianceError, ControlError
+from . import journal as journal_module
+from . import notify, recordings, schedule
+from .calls import CallSession
+from .config import ConfigStore
+from .config import warnings as config_warnings
+from .control import EventHub, JsonLineServer
+from .errors import ApplianceError, ControlError, RecordingError
+from .ivr import FlowRun
 from .lines import LineRunner
 from .media import MediaClock, gain_factor
-from .prompts import ensure_prompts
+from .operators import OperatorBoard, parse_sms_command
+from .prompts import PhraseCache, ensure_prompts
+from .queues import ForwardLeg, QueueManager
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "engine.sock"
 REQUEST_TIMEOUT = 5.0
+TICK_SECONDS = 1.0
+CALLBACK_SCAN_SECONDS = 10.0
+RETENTION_SECONDS = 3600.0
+WAITING_REPEAT_SECONDS = 60.0  # +CCWA repeats while the second caller rings; one entry per caller
 
 
 class Engine:
@@ -50,6 +60,14 @@ class Engine:
         self._stop = threading.Event()
         self._server = None
         self.started_at = time.time()
+        self.operators = OperatorBoard([])
+        self.queues = QueueManager(self)
+        self.phrases = None
+        self.dispatcher = None
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-call")
+        self._waiting_seen = {}
+        self._last_callback_scan = 0.0
+        self._last_retention = float("-inf")
 
     # --- life cycle -------------------------------------------------------------
 
@@ -61,8 +79,12 @@ class Engine:
         interrupted = self.journal.close_unfinished("the engine stopped during the call")
         if interrupted:
             log.warning("closed %d call(s) left open by the previous run", interrupted)
+        self.operators.update(self.config["operators"])
+        self.phrases = PhraseCache(self.data_dir)
+        self._start_notifications()
         self.clock.start()
         self._start_lines(self.config["lines"])
+        self.later(TICK_SECONDS, self._tick)
         self._server = JsonLineServer(os.path.join(self.data_dir, SOCKET_NAME), self.handle_request, self.hub)
         self._server.start()
         log.info("engine ready in %s", self.data_dir)
@@ -90,6 +112,11 @@ class Engine:
         for session in list(self._calls.values()):
             session.ended_on_line("shutdown", outcome="interrupted")
         self.clock.stop()
+        if self.phrases is not None:
+            self.phrases.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+        self._workers.shutdown(wait=True)
         if self.journal is not None:
             self.journal.close()
 
@@ -118,12 +145,8 @@ class Engine:
         return self._runners[line_id].driver.audio
 
     def greeting_for(self, line_id):
-        """The greeting prompt for calls on ``line_id`` in the box's language."""
-        line = next(line for line in self.config["lines"] if line["id"] == line_id)
-        prompt_id = line.get("greeting") or self.config["settings"].get("greeting")
-        prompts = [p for p in self.config["prompts"] if p["id"] == prompt_id]
-        language = self.config["settings"]["language"]
-        return next((p for p in prompts if p["language"] == language), prompts[0])
+        """The id of the greeting prompt for calls on ``line_id`` (a line without a flow plays it)."""
+        return self._line_config(line_id).get("greeting") or self.config["settings"].get("greeting")
 
     def software_gains(self, line_id):
         """(incoming, outgoing) factors for a line whose modem cannot set its own levels."""
@@ -137,6 +160,166 @@ class Engine:
         if self._calls.get(session.line_id) is session:
             del self._calls[session.line_id]
         self._set_line(session.line_id, {})
+        if session.role == "caller" and session.outcome == "missed" and session.caller:
+            self.missed_caller(session, "hung up while ringing")
+        recording = self.journal.get_call(session.id)["recording"]
+        if recording:
+            self._workers.submit(self._compress, session.id, recording)
+        self.later(0.1, self.queues.dispatch)
+
+    def claim_line(self, line_id, session):
+        """A new call leg takes ``line_id``."""
+        self._calls[line_id] = session
+        self._set_line(line_id, {})
+
+    def free_line(self):
+        """A line that is up, may place calls, and has no call; or None."""
+        for line in self.config["lines"]:
+            if line.get("outbound", True) and line["id"] not in self._calls and \
+                    self.lines.get(line["id"], {}).get("state") == "up":
+                return line["id"]
+        return None
+
+    def free_line_count(self):
+        """How many lines could place a call now."""
+        return sum(1 for line in self.config["lines"] if line.get("outbound", True) and
+                   line["id"] not in self._calls and self.lines.get(line["id"], {}).get("state") == "up")
+
+    @property
+    def timezone(self):
+        """The box's time zone name."""
+        return self.config["settings"]["timezone"]
+
+    def time_condition(self, condition_id):
+        """A time condition of the configuration by id."""
+        return next(c for c in self.config["time_conditions"] if c["id"] == condition_id)
+
+    # --- missed callers, voicemail, information by SMS, notifications ---------------------
+
+    def missed_caller(self, session, reason):
+        """One missed-call entry per caller: a call-back task, an SMS to them, a notification."""
+        number = session.caller
+        data = {"number": number, "call": session.id, "line": session.line_id, "reason": reason}
+        if number:
+            queue_id = self.journal.get_call(session.id).get("queue") or ""
+            task_id, created = self.journal.open_callback(number, reason, line_id=session.line_id,
+                                                          queue=queue_id, call_id=session.id)
+            self.journal.add_event(session.id, "callback_task", task=task_id, new=created, reason=reason)
+            data["task"] = task_id
+            if not created:
+                return  # the caller already has an entry: no second SMS, no second alert
+            text = self.config["settings"].get("missed_sms")
+            if text:
+                self._outbox_sms(number, text, "call.missed.sms", line=session.line_id)
+        self.notify("call.missed", data)
+
+    def voicemail_left(self, session, path, seconds):
+        """A caller left a message: journal it and send it to whoever is on duty."""
+        self.journal.add_voicemail(session.id, session.caller, path, seconds)
+        self.notify("voicemail", {"number": session.caller, "call": session.id, "seconds": seconds,
+                                  "attachment": os.path.join(self.data_dir, path), "recording": path})
+
+    def send_info_sms(self, session, text):
+        """An IVR node sends the caller information by SMS (through the outbox: retried, kept)."""
+        if not session.caller:
+            self.journal.add_event(session.id, "sms_skipped", reason="the caller's number is withheld")
+            return
+        self._outbox_sms(session.caller, text, "ivr.sms", line=session.line_id)
+        self.journal.add_event(session.id, "sms_queued", to=session.caller)
+
+    def forward(self, session, number, timeout, on_failed):
+        """Forward a caller to ``number`` over a free line, bridged and recorded through the box."""
+        line_id = self.free_line()
+        if line_id is None:
+            self.journal.add_event(session.id, "forward_failed", reason="no free line")
+            on_failed()
+            return
+        ForwardLeg(self, session, number, line_id, timeout, on_failed)
+
+    def notify(self, event, data):
+        """Queue notifications of ``event``: SMS and e-mail to those on duty, webhooks to integrations."""
+        settings = self.config["notifications"]
+        payload = dict(data, hotline=self.config["settings"]["box_name"], at=journal_module.now())
+        if event in settings["events"]:
+            for number in settings["sms_to"]:
+                self._outbox_sms(number, notify.render(event, payload)["body"], event)
+            if "email" in settings:
+                for address in settings["email_to"]:
+                    self.dispatcher.outbox.enqueue("email", address, event, payload)
+        for url in settings["webhooks"]:
+            self.dispatcher.outbox.enqueue("webhook", url, event, payload)
+        self.dispatcher.wake()
+
+    def _outbox_sms(self, number, text, event, line=None):
+        self.dispatcher.outbox.enqueue("sms", number, event, {"text": text, "sms_line": line})
+        self.dispatcher.wake()
+
+    def _start_notifications(self):
+        settings = self.config["notifications"]
+        senders = {"sms": notify.SmsSender(self._send_sms_now)}
+        if "email" in settings:
+            senders["email"] = notify.EmailSender(settings["email"], base_dir=self.data_dir)
+        if settings.get("webhook_secret"):
+            senders["webhook"] = notify.WebhookSender(settings["webhook_secret"])
+        path = os.path.join(self.data_dir, journal_module.JOURNAL_FILE)
+        self.dispatcher = notify.Dispatcher(path, senders).start()
+
+    def _send_sms_now(self, line_id, number, text):
+        """Send an SMS through ``line_id`` or any line that is up (called on the outbox thread)."""
+        candidates = [line_id] if line_id in self._runners else []
+        candidates += [i for i in self._runners if i != line_id and self.lines.get(i, {}).get("state") == "up"]
+        if not candidates:
+            raise ControlError("no line is up to send an SMS")
+        runner = self._runners[candidates[0]]
+        runner.call("sms", lambda driver: driver.send_sms(number, text))
+        self.post(self.journal.add_sms, runner.id, "out", number, text, "sent")
+
+    # --- periodic work ------------------------------------------------------------------
+
+    def _tick(self):
+        self.later(TICK_SECONDS, self._tick)
+        self.queues.dispatch()
+        now = time.monotonic()
+        if now - self._last_callback_scan >= CALLBACK_SCAN_SECONDS:
+            self._last_callback_scan = now
+            self._queue_due_callbacks()
+        if now - self._last_retention >= RETENTION_SECONDS:
+            self._last_retention = now
+            self._workers.submit(self._retention)
+
+    def _queue_due_callbacks(self):
+        """Open call-back tasks that are due go into their queue, inside call-back hours."""
+        settings = self.config["settings"]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        hours = settings.get("callback_hours")
+        if hours and not schedule.is_open(self.time_condition(hours), now, self.timezone):
+            return
+        queues = {q["id"]: q for q in self.config["queues"]}
+        if not queues:
+            return
+        for task in self.journal.open_callbacks():
+            if task["next_attempt_at"] and task["next_attempt_at"] > journal_module.now():
+                continue
+            self.queues.add_task(task, task["queue"] if task["queue"] in queues else next(iter(queues)))
+
+    def _compress(self, call_id, recording):
+        """After the call: store the recording compressed (on the worker thread)."""
+        fmt = self.config["settings"]["recording_format"]
+        try:
+            path = recordings.compress(os.path.join(self.data_dir, recording), fmt)
+        except RecordingError as err:
+            log.error("call %s: recording kept as WAV: %s", call_id, err)
+            return
+        self.post(self.journal.set_call, call_id, recording=os.path.relpath(path, self.data_dir))
+
+    def _retention(self):
+        settings = self.config["settings"]
+        pinned = self._in_loop(self.journal.pinned_recordings)
+        deleted = recordings.enforce_retention(self.data_dir, max_age_days=settings["retention_days"] or None,
+                                               min_free_mb=settings["min_free_mb"] or None, pinned=pinned)
+        if deleted:
+            log.warning("retention deleted %d recording(s)", len(deleted))
+            self.post(self.journal.recordings_deleted, deleted)
 
     # --- events from lines ------------------------------------------------------
 
@@ -151,9 +334,50 @@ class Engine:
         if line_id in self._calls:
             return
         session = CallSession(self, line_id, caller=number)
-        self._calls[line_id] = session
-        self._set_line(line_id, {})
+        refused = self._screen(line_id, number)
+        if refused:
+            session.reject(refused, "blocked")
+            return
+        flow, campaign = self._flow_for(line_id)
+        if flow is not None:
+            session.handler = FlowRun(self, session, flow, campaign)
         session.answer()
+
+    def _screen(self, line_id, number):
+        """Why a caller is refused (blacklist, withheld number, a line not for calls in), or None."""
+        if not self._line_config(line_id).get("inbound", True):
+            return "this line does not take calls"
+        if not number and self.config["settings"]["anonymous"] == "block":
+            return "the caller's number is withheld"
+        for entry in self.config["blacklist"]:
+            pattern = entry["number"]
+            if number and (number == pattern or pattern.endswith("*") and number.startswith(pattern[:-1])):
+                return f"blacklisted ({pattern})"
+        return None
+
+    def _flow_for(self, line_id):
+        """(flow, campaign id) for a new call on ``line_id``: the campaign's flow while one is on."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        campaign = schedule.active_campaign(self.config["campaigns"], line_id, now, self.timezone)
+        flow_id = (campaign or {}).get("flow") or self._line_config(line_id).get("flow")
+        flow = next((f for f in self.config["flows"] if f["id"] == flow_id), None)
+        return flow, (campaign or {}).get("id")
+
+    def _line_config(self, line_id):
+        return next((line for line in self.config["lines"] if line["id"] == line_id), {})
+
+    def _on_waiting(self, line_id, number):
+        """A second caller while the line is in a call (+CCWA): journal them as missed, call back."""
+        now = time.monotonic()
+        if now - self._waiting_seen.get((line_id, number), float("-inf")) < WAITING_REPEAT_SECONDS:
+            return
+        self._waiting_seen[(line_id, number)] = now
+        call_id = self.journal.start_call(line_id, "in", caller=number)
+        self.journal.add_event(call_id, "call_waiting", reason="the line was busy with another call")
+        self.journal.end_call(call_id, "missed", "box")
+        self.publish({"type": "call.waiting", "line": line_id, "caller": number, "call": call_id})
+        stub = _MissedCall(call_id, line_id, number)
+        self.missed_caller(stub, "all lines busy")
 
     def _on_connected(self, line_id):
         session = self._calls.get(line_id)
@@ -189,6 +413,24 @@ class Engine:
     def _on_sms(self, line_id, sender, text, sent_at=None):
         self.journal.add_sms(line_id, "in", sender, text, "received")
         self.publish({"type": "sms.received", "line": line_id, "from": sender, "text": text})
+        if self.config["settings"]["operator_sms_commands"]:
+            self._operator_command(line_id, sender, text)
+
+    def _operator_command(self, line_id, sender, text):
+        """PAUSE / READY / STATUS by SMS, obeyed only from the operator's own number."""
+        command = parse_sms_command(text)
+        operator = self.operators.by_number(sender)
+        if command is None or operator is None:
+            return
+        if command != "STATUS":
+            self.operators.set_paused(operator.id, command == "PAUSE")
+        state = operator.state(time.monotonic(), self.timezone)
+        self.journal.add_line_event(line_id, "operator_sms", operator=operator.id, command=command, state=state)
+        self.publish({"type": "operator.state", "operator": operator.id, "state": state, "by": "sms"})
+        waiting = len(self.queues.entries)
+        self._outbox_sms(sender, f"{operator.config['name']}: {state}. Waiting callers: {waiting}.",
+                         "operator.sms", line=line_id)
+        self.queues.dispatch()
 
     def _on_alerting(self, line_id):
         session = self._calls.get(line_id)
@@ -254,7 +496,21 @@ class Engine:
                                  float(request.get("hold", 5.0)))
         if cmd == "line":
             return self._in_loop(self._line_details, str(request["line"]))
+        if cmd == "operator":
+            return self._in_loop(self._operator_request, str(request["operator"]), str(request["state"]))
+        if cmd == "callbacks":
+            return self._in_loop(self.journal.open_callbacks)
         raise ControlError(f"unknown command {cmd!r}")
+
+    def _operator_request(self, operator_id, state):
+        if operator_id not in self.operators.operators:
+            raise ControlError(f"no operator {operator_id!r}")
+        if state not in ("ready", "paused"):
+            raise ControlError("state must be ready or paused")
+        self.operators.set_paused(operator_id, state == "paused")
+        self.publish({"type": "operator.state", "operator": operator_id, "state": state, "by": "control"})
+        self.queues.dispatch()
+        return self.operators.operators[operator_id].snapshot(time.monotonic(), self.timezone)
 
     def status(self):
         """The box's live state: lines, calls, media clock, configuration problems."""
@@ -265,8 +521,12 @@ class Engine:
                            name=line.get("name", line["id"]), driver=line["driver"])
                       for line in self.config["lines"] if line.get("enabled", True)],
             "calls": [session.snapshot() for session in self._calls.values()],
+            "queue": self.queues.waiting(),
+            "operators": self.operators.snapshot(self.timezone),
             "media": self.clock.stats(),
+            "outbox_pending": self.dispatcher.outbox.pending_count() if self.dispatcher else 0,
             "config_problem": self.store.problem,
+            "config_warnings": config_warnings(self.config),
         }
 
     def reload(self):
@@ -284,6 +544,7 @@ class Engine:
                     runner.stop()
                 self.lines.pop(line_id, None)
         self.config = new
+        self.operators.update(new["operators"])
         self._start_lines([line for line in new["lines"] if line["id"] not in self._runners])
         return {"lines": sorted(new_lines)}
 
@@ -314,8 +575,6 @@ class Engine:
         if self.lines.get(line_id, {}).get("state") != "up" or line_id in self._calls:
             raise ControlError(f"line {line_id} is not free ({self.lines.get(line_id, {}).get('activity')})")
         session = CallSession(self, line_id, callee=number, direction="out")
-        self._calls[line_id] = session
-        self._set_line(line_id, {})
         session.dial(hold_seconds)
         return {"call": session.id}
 
@@ -388,3 +647,10 @@ def _activity(line, session):
     if session.answered is not None:
         return "in call"
     return "ringing" if session.direction == "in" else "dialling"
+
+
+class _MissedCall:
+    """What ``missed_caller`` needs of a caller the box never answered (call waiting)."""
+
+    def __init__(self, call_id, line_id, caller):
+        self.id, self.line_id, self.caller = call_id, line_id, caller

@@ -180,13 +180,17 @@ class Journal:
             self.conn.close()
             self.conn = None
 
-    def start_call(self, line_id, direction, caller="", callee=""):
-        """Record a new call and its first event; return its id."""
+    def start_call(self, line_id, direction, caller="", callee="", role="caller", parent_id=None):
+        """Record a new call and its first event; return its id.
+
+        ``role`` says what the call is for: a caller ringing in, an operator leg the box
+        placed for a caller (``parent_id``), a call-back, or a test call.
+        """
         at = now()
         with self._transaction():
             cursor = self.conn.execute(
-                "INSERT INTO calls (line_id, direction, caller, callee, started_at) VALUES (?, ?, ?, ?, ?)",
-                (line_id, direction, caller, callee, at))
+                "INSERT INTO calls (line_id, direction, caller, callee, started_at, role, parent_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (line_id, direction, caller, callee, at, role, parent_id))
             call_id = cursor.lastrowid
             self._event(call_id, "ring" if direction == "in" else "dial", {"caller": caller, "callee": callee}, at)
         return call_id
@@ -263,6 +267,112 @@ class Journal:
         """The newest SMS first, of one line or all."""
         query = "SELECT * FROM sms" + (" WHERE line_id = ?" if line_id else "") + " ORDER BY id DESC LIMIT ?"
         return [dict(row) for row in self.conn.execute(query, ((line_id,) if line_id else ()) + (limit,))]
+
+    CALL_FIELDS = ("flow", "campaign", "language", "queue", "operator", "wait_seconds", "role", "parent_id",
+                   "recording")
+
+    def set_call(self, call_id, **fields):
+        """Set columns of a call (flow, campaign, language, queue, operator, wait_seconds, role, parent_id)."""
+        unknown = set(fields) - set(self.CALL_FIELDS)
+        if unknown:
+            raise ValueError(f"not call fields: {', '.join(sorted(unknown))}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._transaction():
+            self.conn.execute(f"UPDATE calls SET {assignments} WHERE id = ?", (*fields.values(), call_id))
+
+    def set_collected(self, call_id, field, value):
+        """Store digits the caller entered for ``field`` (an application number) on the call."""
+        with self._transaction():
+            row = self.conn.execute("SELECT collected FROM calls WHERE id = ?", (call_id,)).fetchone()
+            collected = dict(json.loads(row["collected"]), **{field: value})
+            self.conn.execute("UPDATE calls SET collected = ? WHERE id = ?",
+                              (json.dumps(collected, ensure_ascii=False), call_id))
+            self._event(call_id, "collected", {"field": field, "value": value}, now())
+
+    def calls_by_caller(self, number, limit=50):
+        """Earlier calls from one number, newest first (the caller's card)."""
+        rows = self.conn.execute("SELECT * FROM calls WHERE caller = ? AND role = 'caller' ORDER BY id DESC LIMIT ?",
+                                 (number, limit))
+        return [dict(row) for row in rows]
+
+    def recent_waits(self, queue, limit=20):
+        """(wait, talk) seconds of the queue's latest answered callers, newest first."""
+        rows = self.conn.execute(
+            "SELECT wait_seconds, talk_seconds FROM calls WHERE queue = ? AND role = 'caller' AND operator IS NOT NULL"
+            " AND talk_seconds IS NOT NULL ORDER BY id DESC LIMIT ?", (queue, limit))
+        return [(row[0] or 0.0, row[1] or 0.0) for row in rows]
+
+    # --- call-back tasks: one open task per number --------------------------------
+
+    def open_callback(self, number, reason, line_id="", queue="", call_id=None, due_at=None):
+        """Open a call-back task for ``number``, or return the one already open; return (id, created)."""
+        at = now()
+        with self._transaction():
+            row = self.conn.execute("SELECT id FROM callbacks WHERE number = ? AND status = 'open'",
+                                    (number,)).fetchone()
+            if row is not None:
+                return row["id"], False
+            cursor = self.conn.execute(
+                "INSERT INTO callbacks (number, line_id, queue, call_id, reason, created_at, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (number, line_id, queue, call_id, reason, at, due_at or at))
+            return cursor.lastrowid, True
+
+    def open_callbacks(self):
+        """Open call-back tasks, oldest first."""
+        return [dict(row) for row in self.conn.execute(
+            "SELECT * FROM callbacks WHERE status = 'open' ORDER BY created_at, id")]
+
+    def callback(self, task_id):
+        """One call-back task, or None."""
+        row = self.conn.execute("SELECT * FROM callbacks WHERE id = ?", (task_id,)).fetchone()
+        return dict(row) if row else None
+
+    def callback_attempt(self, task_id, call_id, next_attempt_at, give_up):
+        """Count an attempt that did not reach the caller; fail the task when ``give_up``."""
+        with self._transaction():
+            self.conn.execute(
+                "UPDATE callbacks SET attempts = attempts + 1, last_call_id = ?, next_attempt_at = ?,"
+                " status = CASE WHEN ? THEN 'failed' ELSE status END,"
+                " closed_at = CASE WHEN ? THEN ? ELSE closed_at END,"
+                " closed_reason = CASE WHEN ? THEN 'not reached' ELSE closed_reason END WHERE id = ?",
+                (call_id, next_attempt_at, give_up, give_up, now(), give_up, task_id))
+
+    def close_callback(self, number, reason, call_id=None):
+        """Close the open task of ``number`` (reached, called again, cancelled); return its id or None."""
+        with self._transaction():
+            row = self.conn.execute("SELECT id FROM callbacks WHERE number = ? AND status = 'open'",
+                                    (number,)).fetchone()
+            if row is None:
+                return None
+            status = "cancelled" if reason == "cancelled" else "done"
+            self.conn.execute("UPDATE callbacks SET status = ?, closed_at = ?, closed_reason = ?,"
+                              " last_call_id = COALESCE(?, last_call_id) WHERE id = ?",
+                              (status, now(), reason, call_id, row["id"]))
+            return row["id"]
+
+    def add_voicemail(self, call_id, number, recording, seconds):
+        """Record a voicemail message left on ``call_id``; return its id."""
+        with self._transaction():
+            self._event(call_id, "voicemail", {"file": recording, "seconds": seconds}, now())
+            return self.conn.execute(
+                "INSERT INTO voicemail (call_id, number, recording, seconds, created_at) VALUES (?, ?, ?, ?, ?)",
+                (call_id, number, recording, seconds, now())).lastrowid
+
+    def voicemails(self, limit=50):
+        """The newest voicemail messages first."""
+        return [dict(row) for row in self.conn.execute("SELECT * FROM voicemail ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def recordings_deleted(self, paths):
+        """Retention removed these recordings: the calls keep their row, without the file."""
+        with self._transaction():
+            for path in paths:
+                for row in self.conn.execute("SELECT id FROM calls WHERE recording = ?", (path,)).fetchall():
+                    self.conn.execute("UPDATE calls SET recording = NULL WHERE id = ?", (row[0],))
+                    self._event(row[0], "recording_deleted", {"file": path, "by": "retention"}, now())
+
+    def pinned_recordings(self):
+        """Recordings a caller card pins: retention never deletes them."""
+        return {row[0] for row in self.conn.execute("SELECT recording FROM pinned_recordings")}
 
     def close_unfinished(self, reason):
         """End calls that a previous run left open (it died mid-call); return how many."""

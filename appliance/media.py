@@ -54,22 +54,48 @@ class Player:
         return frame.ljust(FRAME_BYTES, b"\0")
 
 
-class Recorder:
-    """Writes frames to ``path.part`` and renames it to ``path`` when finished."""
+class LoopPlayer(Player):
+    """Plays a WAV over and over (music on hold) until replaced."""
 
-    def __init__(self, path):
+    def read(self):
+        """The next frame, starting again at the end."""
+        if self._offset >= len(self._pcm):
+            self._offset = 0
+        return super().read() or SILENCE
+
+
+class Recorder:
+    """Writes what a caller says (left) and hears (right) to ``path.part``; renamed when finished.
+
+    ``stereo`` keeps the two sides apart (caller left, box or operator right), which is
+    what a supervisor needs to judge a conversation; mono mixes them into one channel.
+    """
+
+    def __init__(self, path, stereo=False):
         self.path = path
+        self.stereo = stereo
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self._wav = wave.open(path + ".part", "wb")
-        self._wav.setnchannels(1)
+        self._wav.setnchannels(2 if stereo else 1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(SAMPLE_RATE)
         self.frames = 0
 
-    def write(self, frame):
-        """Append one frame."""
-        self._wav.writeframesraw(frame)
+    def write(self, heard, said=SILENCE):
+        """Append one frame: ``heard`` from the caller, ``said`` to the caller."""
+        if self.stereo:
+            both = np.empty(FRAME_SAMPLES * 2, dtype="<i2")
+            both[0::2] = np.frombuffer(heard, dtype="<i2")
+            both[1::2] = np.frombuffer(said, dtype="<i2")
+            self._wav.writeframesraw(both.tobytes())
+        else:
+            self._wav.writeframesraw(heard if said is SILENCE else mix(heard, said))
         self.frames += 1
+
+    @property
+    def seconds(self):
+        """Length recorded so far."""
+        return self.frames * FRAME_SECONDS
 
     def finish(self):
         """Close the file, make it durable and give it its final name; return the path."""
@@ -95,8 +121,10 @@ def apply_gain(frame, factor):
 
 
 class CallMedia:
-    """The media of one call: line audio in and out, a prompt player, a recorder.
+    """The media of one call leg: line audio in and out, a prompt player, a recorder.
 
+    A leg plays its ``player`` (a prompt), else what its ``peer`` leg heard in the last
+    tick (the two are bridged), else its ``hold`` player (music on hold), else silence.
     For a modem that cannot report DTMF or set its own levels, ``dtmf_detector`` listens
     to the caller and ``gains`` (incoming, outgoing factors) are applied here.
     """
@@ -106,6 +134,10 @@ class CallMedia:
         self.port = port
         self.recorder = recorder
         self.player = None
+        self.hold = None
+        self.peer = None
+        self.taps = []  # recorders of what the far end says alone (a voicemail message)
+        self.last_in = SILENCE
         self._on_prompt_done = on_prompt_done
         self._on_failed = on_failed
         self._detector = dtmf_detector
@@ -117,16 +149,15 @@ class CallMedia:
         """Start playing ``player`` to the caller, replacing any prompt playing now."""
         self.player = player
 
+    def stop_prompt(self):
+        """Stop the prompt playing now without reporting it finished (the caller barged in)."""
+        self.player = None
+
     def tick(self):
         """Move one frame each way; called by the media clock every 20 ms."""
         if self.failed:
             return
-        incoming = self.port.read_frame() or SILENCE
-        if self._gain_in != 1.0:
-            incoming = apply_gain(incoming, self._gain_in)
-        if self._detector is not None:
-            for digit in self._detector.feed(incoming):
-                self._on_dtmf(digit)
+        incoming = self._receive()
         outgoing = self._next_outgoing()
         if self._gain_out != 1.0 and outgoing is not SILENCE:
             outgoing = apply_gain(outgoing, self._gain_out)
@@ -135,18 +166,47 @@ class CallMedia:
         except FirmwareError as err:
             self.failed = True
             self._on_failed(str(err))
-        self.recorder.write(mix(incoming, outgoing) if outgoing is not SILENCE else incoming)
+        if self.recorder is not None:
+            self.recorder.write(incoming, outgoing)
+        for tap in self.taps:
+            tap.write(incoming)
+
+    def _receive(self):
+        incoming = self.port.read_frame() or SILENCE
+        if self._gain_in != 1.0:
+            incoming = apply_gain(incoming, self._gain_in)
+        if self._detector is not None:
+            for digit in self._detector.feed(incoming):
+                self._on_dtmf(digit)
+        self.last_in = incoming
+        return incoming
 
     def _next_outgoing(self):
         player = self.player
-        if player is None:
-            return SILENCE
-        frame = player.read()
-        if frame is None:
+        if player is not None:
+            frame = player.read()
+            if frame is not None:
+                return frame
             self.player = None
             self._on_prompt_done(player)
-            return SILENCE
-        return frame
+        if self.peer is not None:
+            return self.peer.last_in
+        if self.hold is not None:
+            return self.hold.read()
+        return SILENCE
+
+
+def bridge(a, b):
+    """Join two legs: each hears what the other said (one frame later at most)."""
+    a.peer, b.peer = b, a
+    a.hold = b.hold = None
+
+
+def unbridge(leg):
+    """Part a leg from its peer (the peer hears silence from then on)."""
+    if leg.peer is not None:
+        leg.peer.peer = None
+        leg.peer = None
 
 
 class MediaClock:

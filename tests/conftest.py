@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from appliance.config import ConfigStore, demo_config
 from appliance.control import ControlClient
 from appliance.errors import ApplianceError
 from hardware.virtual.network import VirtualNetwork
@@ -17,6 +18,13 @@ from web_ui import create_app
 
 MODEM_NUMBER = "+359700000001"
 PHONE_NUMBER = "+359700000100"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def speech_cache(tmp_path_factory):
+    """Speech made once per run: every box started by a test reuses it (espeak-ng is slow)."""
+    os.environ["HOTLINE_SPEECH_CACHE"] = str(tmp_path_factory.mktemp("speech"))
+    yield
 
 
 @pytest.fixture
@@ -63,6 +71,10 @@ class Box:
         self.data_dir = str(data_dir)
         self.processes = {}
         self.engine = ControlClient(os.path.join(self.data_dir, "engine.sock"))
+
+    def configure(self, document):
+        """Write ``document`` as the box's configuration before it starts."""
+        ConfigStore(self.data_dir).save(document)
 
     def start(self, *commands):
         """Start the named `hotline` commands and wait until every line is up."""
@@ -124,6 +136,25 @@ class Box:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes.clear()
+
+
+def greeting_config():
+    """The demo box without its IVR: lines answer, play the greeting and record, mono WAV."""
+    document = demo_config()
+    for line in document["lines"]:
+        line.pop("flow")
+    document["settings"].update(recording="mono", recording_format="wav")
+    return document
+
+
+@pytest.fixture(scope="module")
+def greeting_box(tmp_path_factory):
+    """A box whose lines only greet and record (the walking skeleton's call path)."""
+    running = Box(tmp_path_factory.mktemp("box"))
+    running.configure(greeting_config())
+    running.start("twin", "engine")
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")

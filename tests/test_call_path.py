@@ -15,6 +15,12 @@ from .conftest import ADMIN, wait_for
 CALLER = "+359888123456"
 
 
+@pytest.fixture(scope="module")
+def box(greeting_box):
+    """The walking skeleton's path: a line that answers, greets and records."""
+    return greeting_box
+
+
 def pcm(path):
     with wave.open(path) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)

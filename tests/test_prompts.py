@@ -8,7 +8,7 @@ from appliance.errors import PromptError
 from pydub import AudioSegment
 
 from appliance.config import demo_config
-from appliance.prompts import PEAK_CEILING_DBFS, TARGET_DBFS, convert, ensure_prompts, prompt_path, speak
+from appliance.prompts import SYSTEM_PROMPTS, PEAK_CEILING_DBFS, TARGET_DBFS, convert, ensure_prompts, prompt_path, speak
 
 
 def wav_format(path):
@@ -32,7 +32,11 @@ def test_speak_in_the_four_languages(tmp_path, language, text):
 
 def test_ensure_prompts_speaks_once_and_again_when_the_text_changes(tmp_path):
     config = demo_config()
-    assert ensure_prompts(config, str(tmp_path)) == [prompt_path(str(tmp_path), "en", "greeting")]
+    made = ensure_prompts(config, str(tmp_path))
+    # Every configured prompt, and the engine's own prompts in both languages the demo uses.
+    expected = {(p["language"], p["id"]) for p in config["prompts"]}
+    expected |= {(language, prompt_id) for prompt_id in SYSTEM_PROMPTS for language in ("en", "bg")}
+    assert sorted(made) == sorted(prompt_path(str(tmp_path), *key) for key in expected)
     assert ensure_prompts(config, str(tmp_path)) == []
     config["prompts"][0]["text"] = "Hello."
     assert len(ensure_prompts(config, str(tmp_path))) == 1

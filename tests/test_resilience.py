@@ -9,12 +9,13 @@ import pytest
 
 from appliance.control import ControlClient
 
-from .conftest import Box, wait_for
+from .conftest import Box, greeting_config, wait_for
 
 
 @pytest.fixture
 def fresh_box(tmp_path):
     running = Box(tmp_path)
+    running.configure(greeting_config())
     running.start("twin", "engine")
     yield running
     running.stop()
@@ -50,9 +51,9 @@ def test_engine_killed_mid_call_keeps_the_journal_and_closes_the_call_on_restart
 @pytest.fixture
 def quick_poll_box(tmp_path):
     """A box whose lines poll their modems every second, so a hang is found quickly."""
-    from appliance.config import ConfigStore, demo_config
+    from appliance.config import ConfigStore
 
-    config = demo_config()
+    config = greeting_config()
     config["settings"]["modem_poll_seconds"] = 1
     ConfigStore(tmp_path).save(config)
     running = Box(tmp_path)

@@ -3,6 +3,8 @@ import os
 
 from flask import Blueprint, abort, current_app, render_template, send_file
 
+from appliance import recordings
+from appliance.errors import RecordingError
 from appliance.journal import Journal
 
 from .auth import role_required
@@ -39,13 +41,15 @@ def call(call_id):
 @bp.route("/<int:call_id>/recording")
 @role_required(*JOURNAL_ROLES)
 def recording(call_id):
-    """The call's recording as WAV; the path comes from the journal, never from the URL."""
+    """The call's recording (WAV, or compressed after the call); the path comes from the journal, never the URL."""
     record = _journal().get_call(call_id)
     if record is None or not record["recording"]:
         abort(404)
-    root = os.path.realpath(os.path.join(current_app.config["DATA_DIR"], "recordings"))
-    path = os.path.realpath(os.path.join(current_app.config["DATA_DIR"], record["recording"]))
-    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
+    try:
+        path = recordings.locate(current_app.config["DATA_DIR"], record["recording"])
+    except RecordingError:
         abort(404)
-    return send_file(path, mimetype="audio/wav", conditional=True,
-                     download_name=f"call-{call_id}.wav", max_age=0)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype=recordings.mime_type(path), conditional=True,
+                     download_name=f"call-{call_id}{os.path.splitext(path)[1]}", max_age=0)
