@@ -249,7 +249,15 @@ class GsmLine:
         else:
             self.command("AT+CMGF=0")
         self.command("AT+CNMI=2,1,0,0,0")
+        self._enable_call_waiting()
         self._clear_leftover_call()
+
+    def _enable_call_waiting(self):
+        """Show a second caller as +CCWA rather than let them hear busy and vanish."""
+        try:
+            self.command("AT+CCWA=1,1", timeout=10)
+        except ATCommandError as err:
+            log.info("%s: no call waiting on this SIM or network (%s)", self.name, err.result)
 
     def _unlock_sim(self, pin):
         state = _strip_prefix(_first(self.command("AT+CPIN?", prefix="+CPIN:")), "+CPIN:")
@@ -297,6 +305,10 @@ class GsmLine:
             self._clcc(line)
         elif line.split(":")[0] in CALL_END_WORDS:
             self._end_call(self._cause(CALL_END_WORDS[line.split(":")[0]]))
+        elif line.startswith("+CCWA:"):
+            # A second caller while this line is in a call (3GPP TS 27.007 7.12): the modem
+            # repeats it like RING; the engine keeps one entry per caller.
+            self._emit("waiting", number=_clip_number(line))
         elif line.startswith("+CMTI:"):
             self._read_stored_sms(int(line.rsplit(",", 1)[1]))
         elif line.startswith("+CUSD:"):

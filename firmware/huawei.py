@@ -30,6 +30,7 @@ class HuaweiLine(GsmLine):
     software_gain = True
     ussd_packed = True
     text_mode_sms = False  # chan_dongle BUGS: long UCS2 text-mode SMS hang or reboot the dongle
+    _call_index = None  # the ^ORIG / ^CONN index of the call in progress
 
     def _initialise(self, pin):
         super()._initialise(pin)
@@ -62,7 +63,7 @@ class HuaweiLine(GsmLine):
     def _family_urc(self, line):
         head = line.split(":", 1)[0]
         handler = {"^CONN": self._connected_report, "^CEND": self._cend, "^CONF": self._conf,
-                   "^ORIG": _ignore, "^DDTMF": self._ddtmf, "^RSSI": _ignore, "^HCSQ": _ignore,
+                   "^ORIG": self._orig, "^DDTMF": self._ddtmf, "^RSSI": _ignore, "^HCSQ": _ignore,
                    "^MODE": _ignore, "^BOOT": _ignore, "^SRVST": _ignore, "^CSNR": _ignore}.get(head)
         if handler is None:
             return False
@@ -70,7 +71,11 @@ class HuaweiLine(GsmLine):
         return True
 
     def _connected_report(self, line):
+        self._call_index = _index(line)
         self._connected()
+
+    def _orig(self, line):
+        self._call_index = _index(line)
 
     def _conf(self, line):
         self._alerting()
@@ -78,11 +83,22 @@ class HuaweiLine(GsmLine):
     def _cend(self, line):
         """^CEND:<idx>,<duration>,<end status>,<cc cause>."""
         fields = line.split(":", 1)[1].split(",")
+        if self._call_index is not None and _index(line) not in (None, self._call_index):
+            # A waiting call (+CCWA) that gave up ends with its own index (chan_dongle
+            # at_response_cend): the call in progress goes on.
+            return
+        self._call_index = None
         cause = int(fields[3]) if len(fields) > 3 and fields[3].strip().isdigit() else 16
         self._end_call(self._cause(END_CAUSES.get(cause, "remote")))
 
     def _ddtmf(self, line):
         self._emit("dtmf", digit=line.split(":", 1)[1].strip()[:1])
+
+
+def _index(line):
+    """The call index of a ^ORIG / ^CONN / ^CEND report, or None."""
+    field = line.split(":", 1)[1].split(",")[0].strip()
+    return int(field) if field.isdigit() else None
 
 
 def _ignore(line):

@@ -4,7 +4,7 @@ What each follows is named in its docstring; ../shared/MODEMS.md gathers the sou
 """
 from firmware import pdu
 
-from .modems import EmulatedModem, _ModemError, _ton
+from .modems import EmulatedModem, _cli_type, _ModemError, _ton
 from .phones import dtmf_frames
 
 END_CAUSE_CODES = {"remote": 16, "busy": 17, "no answer": 19, "unreachable": 1}
@@ -14,7 +14,8 @@ class Sim800Emulator(EmulatedModem):
     """SIMCom SIM800: SIM800 Series AT Command Manual V1.09 (+DTMF after AT+DDET=1,...,
     +CLCC pushes after AT+CLCC=1, AT+CMIC/AT+CLVL) and python-gsmmodem's SIM800 logs
     (RING then +CLIP, NO CARRIER at the end). Audio is analog on the real module; here
-    the audio pty stands for the USB sound card wired to it."""
+    the audio pty stands for the USB sound card wired to it. A waiting call: the manual's
+    3.2.6 gives ``+CCWA: <number>,<type>,<class>[,<alpha>]`` (the base class's line)."""
 
     family = "sim800"
     manufacturer = "SIMCOM_Ltd"
@@ -46,7 +47,8 @@ class Sim800Emulator(EmulatedModem):
 class Sim7600Emulator(EmulatedModem):
     """SIMCom SIM7600: SIM7500_SIM7600 AT Command Manual (VOICE CALL: BEGIN/END, +RXDTMF,
     AT+CPCMREG, AT+CICCID, AT+CMICGAIN/AT+COUTGAIN), asterisk-chan-quectel's SimCom
-    init, and ModemManager's simtech fixtures (MISSED_CALL, VOICE CALL: END: 000352)."""
+    init, and ModemManager's simtech fixtures (MISSED_CALL, VOICE CALL: END: 000352).
+    A waiting call: +CCWA as 3GPP TS 27.007 7.12 has it, and +CLCC stat 5 after AT+CLCC=1."""
 
     family = "sim7600"
     manufacturer = "SIMCOM INCORPORATED"
@@ -101,7 +103,10 @@ class HuaweiEmulator(EmulatedModem):
     ^CONF, ^CONN, ^CEND with no space after the colon, ^RSSI in the middle of other
     answers; ^DDSETEX=2 for the voice port; ^CVOICE:0,8000,16,20) and its BUGS notes.
     ``ddtmf`` says whether this firmware reports keys (^DDTMF); without it the keys
-    reach the box only as tones in the audio, as on most of these dongles."""
+    reach the box only as tones in the audio, as on most of these dongles. A waiting
+    call: +CCWA as 3GPP TS 27.007 7.12 (chan_dongle's at_parse_ccwa reads <class> from
+    the third field); when its caller gives up, ^CEND with the waiting call's index
+    (chan_dongle's at_response_cend clears its CALL_STATE_WAITING call on it)."""
 
     family = "e1550"
     manufacturer = "huawei"
@@ -144,10 +149,13 @@ class HuaweiEmulator(EmulatedModem):
         return ["^ORIG:1,0", "^CONF:1"]
 
     def connected_urcs(self):
-        return ["^CONN:1,0"]
+        return [f"^CONN:{self._call_index},0"]
 
     def ended_urcs(self, state, cause):
-        return [f"^CEND:1,{int(self._duration()[-2:])},104,{END_CAUSE_CODES.get(cause, 16)}"]
+        return [f"^CEND:{self._call_index},{self._talk_seconds()},104,{END_CAUSE_CODES.get(cause, 16)}"]
+
+    def waiting_ended_urcs(self, call, cause):
+        return super().waiting_ended_urcs(call, cause) + [f"^CEND:2,0,104,{END_CAUSE_CODES.get(cause, 16)}"]
 
     def local_end_lines(self, state):
         return []
@@ -176,7 +184,9 @@ class HuaweiEmulator(EmulatedModem):
 class Ec25Emulator(EmulatedModem):
     """Quectel EC25: Quectel EC2x AT Commands Manual (AT+QINDCFG "ccinfo" reports,
     AT+QTONEDET with +QTONEDET: <ASCII code>, AT+QPCMV, AT+QCCID, AT+QCFG="ims") and
-    asterisk-chan-quectel (answers with AT+QPCMV=0;+QPCMV=1,0;A)."""
+    asterisk-chan-quectel (answers with AT+QPCMV=0;+QPCMV=1,0;A). A waiting call: the
+    Quectel manuals give ``+CCWA: <number>,<type>,<class>,[<alpha>],<CLI_validity>``
+    (WCDMA UGxx AT Commands Manual, AT+CCWA), and "ccinfo" reports it as state 5."""
 
     family = "ec25"
     manufacturer = "Quectel"
@@ -210,11 +220,22 @@ class Ec25Emulator(EmulatedModem):
             return [], "OK"
         return None
 
-    def _ccinfo_line(self, state):
-        call = self._call
-        number = "" if call is None else (call.caller if self._side == "b" else call.callee)
-        direction = 1 if self._side == "b" else 0
-        return f'+QIND: "ccinfo",1,{direction},{state},0,0,"{number}",{_ton(number)}'
+    def _ccinfo_line(self, state, call=None, index=None):
+        if call is None:
+            call, side, index = self._call, self._side, self._call_index
+        else:
+            side = "b"  # a waiting call is an incoming one
+        number = "" if call is None else (call.caller if side == "b" else call.callee)
+        direction = 1 if side == "b" else 0
+        return f'+QIND: "ccinfo",{index},{direction},{state},0,0,"{number}",{_ton(number)}'
+
+    def waiting_urcs(self, caller, first):
+        pushed = [self._ccinfo_line(5, self._waiting, 2)] if first and self._ccinfo else []
+        validity = 0 if caller else 1  # 1: withheld by the caller
+        return pushed + [f'+CCWA: "{caller}",{_cli_type(caller)},1,,{validity}']
+
+    def waiting_ended_urcs(self, call, cause):
+        return [self._ccinfo_line(-1, call, 2)] if self._ccinfo else []
 
     def incoming_urcs(self, caller):
         return (([self._ccinfo_line(4)] if self._ccinfo else [])

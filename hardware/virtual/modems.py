@@ -3,10 +3,18 @@
 Each emulator has an AT port and an audio port (two ptys) and sits on the virtual
 network under its SIM's number. The base class speaks what 3GPP TS 27.007 / 27.005 make
 common (identity, +CSQ, +CREG, +COPS, +CPIN with a PIN, +CLCC, ATA/ATD/+CHUP, +VTS,
-SMS in PDU mode with the ``> `` prompt, +CUSD, +CCLK) and the misbehaviour the box must
-survive: echo until ATE0, a URC in the middle of a response, slow answers, a hang that
-only a power cycle ends. The family classes say how their firmware reports calls,
-DTMF and boot, following the sources named in their docstrings and ../shared/MODEMS.md.
+SMS in PDU mode with the ``> `` prompt, +CUSD, +CCLK, call waiting with +CCWA / +CHLD)
+and the misbehaviour the box must survive: echo until ATE0, a URC in the middle of a
+response, slow answers, a hang that only a power cycle ends. The family classes say how
+their firmware reports calls, DTMF and boot, following the sources named in their
+docstrings and ../shared/MODEMS.md.
+
+Call waiting (3GPP TS 27.007 7.12): a GSM line carries one call. With AT+CCWA=1 a second
+caller who arrives while the modem is in a call waits: the modem prints +CCWA (again
+every RING_INTERVAL while it waits), the caller hears ringing. If the first call ends
+first, the waiting one rings like any incoming call; if the waiting caller gives up
+first, the family says so or says nothing. Without AT+CCWA=1 the second caller hears
+busy. A power cycle forgets the setting.
 """
 import collections
 import datetime
@@ -23,6 +31,7 @@ from .pty import PtyPort
 log = logging.getLogger(__name__)
 
 RING_INTERVAL = 3.0
+RING_TICK = 0.1  # how often the ring loop looks whether a repeat is due
 TICK = 0.020
 SIM_PIN_REQUIRED = "+CME ERROR: 11"
 
@@ -75,6 +84,8 @@ class EmulatedModem:
         self.sent_sms = []  # (number, text) the box sent through this modem
         self.settings = {}  # gains and other values the box set
         self.delay = 0.0  # seconds before each answer: a slow modem
+        self.ring_interval = RING_INTERVAL  # seconds between repeated RING / +CCWA
+        self._ring_due = 0.0
         self._mid_response_urcs = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -94,10 +105,13 @@ class EmulatedModem:
     def power_cycle(self):
         """Cut power and boot again: calls drop, settings reset, boot URCs arrive."""
         with self._lock:
-            call, side = self._call, self._side
+            call, side, waiting = self._call, self._side, self._waiting
+            self._waiting = None
             self._reset()
         if call is not None:
             call.hangup(side)
+        if waiting is not None:
+            waiting.hangup("b")
         for urc in self.boot_urcs:
             self._urc(urc)
 
@@ -106,15 +120,35 @@ class EmulatedModem:
         self._mid_response_urcs.append(urc)
 
     def incoming(self, call):
-        """A call from the network rings this modem; False when the modem is busy."""
+        """A call from the network rings this modem (or waits); False when the modem is busy."""
         with self._lock:
-            if self._call is not None or self.hung:
+            if self.hung:
                 return False
+            if self._call is not None:
+                return self._accept_waiting(call)
             self._party = _ModemParty(self)
             call.attach(self._party)
             self._call, self._side, self._call_state = call, "b", "ringing"
+            self._call_index = 1
+            self._ring_again_later()
         self._send_all(self.incoming_urcs(call.caller))
         return True
+
+    def _accept_waiting(self, call):
+        """Take ``call`` as a waiting call if call waiting is on and none waits yet (lock held)."""
+        if not (self._ccwa_urc and self._ccwa_service) or self._waiting is not None \
+                or self._call_state not in ("active", "dialing", "alerting"):
+            return False
+        call.attach(_ModemParty(self))
+        self._waiting = call
+        self._ring_again_later()
+        self._send_all(self.waiting_urcs(call.caller, first=True))
+        return True
+
+    @property
+    def waiting_call(self):
+        """The call waiting behind the current one, or None."""
+        return self._waiting
 
     def receive_sms(self, sender, text):
         """The network delivers an SMS: store each part on the SIM and announce it."""
@@ -130,9 +164,11 @@ class EmulatedModem:
         if self._stop.is_set():
             return
         self._stop.set()
-        call = self._call
+        call, waiting = self._call, self._waiting
         if call is not None:
             call.hangup(self._side)
+        if waiting is not None:
+            waiting.hangup("b")
         self.network.detach(self.number)
         for thread in self._threads:
             thread.join(timeout=2)
@@ -162,6 +198,19 @@ class EmulatedModem:
         """What it prints when the far end presses a key ([] when it cannot tell)."""
         return []
 
+    def waiting_urcs(self, caller, first):
+        """What it prints for a waiting call (``first``: it just arrived) while +CCWA is on.
+
+        3GPP TS 27.007 7.12: ``+CCWA: <number>,<type>,<class>[,<alpha>][,<CLI validity>]``;
+        with AT+CLCC=1 the new call is also pushed once as +CLCC stat 5 (waiting).
+        """
+        pushed = [self._clcc_line(5, self._waiting, 2)] if first and self._clcc_reports else []
+        return pushed + [f'+CCWA: "{caller}",{_cli_type(caller)},1']
+
+    def waiting_ended_urcs(self, call, cause):
+        """What it prints when the waiting caller gives up: a +CLCC push if asked for, else nothing."""
+        return [self._clcc_line(6, call, 2)] if self._clcc_reports else []
+
     def family_command(self, upper, body):
         """Answer a command only this family knows: (info lines, final) or None."""
         return None
@@ -180,11 +229,36 @@ class EmulatedModem:
 
     def _far_ended(self, call, by):
         with self._lock:
-            if call is not self._call or by == self._side:
+            if call is self._waiting and by == "a":
+                self._waiting = None
+                lines = self.waiting_ended_urcs(call, call.end_cause or "remote")
+            elif call is not self._call or by == self._side:
                 return
-            state = self._call_state
-            self._clear_call()
-        self._send_all(self.ended_urcs(state, call.end_cause or "remote"))
+            else:
+                # Said before the call is forgotten: the lines name its number and duration.
+                lines = self.ended_urcs(self._call_state, call.end_cause or "remote")
+                self._clear_call()
+        self._send_all(lines)
+        self._ring_for_waiting()
+
+    def _ring_for_waiting(self):
+        """The current call is over: a waiting call now rings like any incoming call."""
+        call = self._promote_waiting()
+        if call is not None:
+            self._send_all(self.incoming_urcs(call.caller))
+
+    def _promote_waiting(self):
+        """Make the waiting call the current, ringing one; return it, or None."""
+        with self._lock:
+            call = self._waiting
+            if call is None or self._call is not None or call.state != "ringing":
+                return None
+            self._waiting = None
+            self._party = call.parties["b"]
+            self._call, self._side, self._call_state = call, "b", "ringing"
+            self._call_index = 2  # a call keeps its index (+CLCC <id1>) when the other ends
+            self._ring_again_later()
+        return call
 
     def _far_dtmf(self, digit):
         self._send_all(self.dtmf_urcs(digit))
@@ -262,6 +336,10 @@ class EmulatedModem:
              r"|\+CNMI=[\d,]+|\+CPMS=.*|\+CSMP=[\d,]+", lambda body: ([], "OK")),
             (r'\+CSCS="(GSM|IRA|UCS2)"', self._cscs),
             (r"\+CLCC=([01])", self._clcc_mode),
+            (r"\+CCWA=\?", lambda body: (["+CCWA: (0,1)"], "OK")),
+            (r"\+CCWA\?", lambda body: ([f"+CCWA: {int(self._ccwa_urc)}"], "OK")),
+            (r"\+CCWA=([01])?(?:,([012]))?(?:,(\d+))?", self._ccwa),
+            (r"\+CHLD=([01])", self._chld),
             (r"I", lambda body: (self._ati(), "OK")),
             (r"\+CGMI", lambda body: ([self.manufacturer], "OK")),
             (r"\+CGMM", lambda body: ([self.model], "OK")),
@@ -297,6 +375,32 @@ class EmulatedModem:
         self._clcc_reports = flag == "1"
         return [], "OK"
 
+    def _ccwa(self, body, presentation, mode, _class):
+        """AT+CCWA=<n>[,<mode>[,<class>]]: <n> shows +CCWA, <mode> 0/1 sets the service, 2 asks."""
+        if presentation is not None:
+            self._ccwa_urc = presentation == "1"
+        if mode in ("0", "1"):
+            self._ccwa_service = mode == "1"
+        if mode == "2":
+            return [f"+CCWA: {int(self._ccwa_service)},1"], "OK"
+        return [], "OK"
+
+    def _chld(self, body, action):
+        """AT+CHLD=0 turns the waiting caller away (busy); AT+CHLD=1 ends the call and takes the waiting one."""
+        with self._lock:
+            waiting = self._waiting
+            if waiting is None:
+                raise _ModemError("+CME ERROR: 3")  # operation not allowed
+            if action == "0":
+                self._waiting = None
+        if action == "0":
+            waiting.hangup("b", cause="busy")
+            return [], "OK"
+        lines = self._end_current()
+        if self._promote_waiting() is None or self._ata()[1] != "OK":
+            raise _ModemError("+CME ERROR: 3")  # the waiting caller gave up meanwhile
+        return lines, "OK"
+
     def _ati(self):
         return [f"Manufacturer: {self.manufacturer}", f"Model: {self.model}",
                 f"Revision: {self.revision}", f"IMEI: {self.imei}", "+GCAP: +CGSM"]
@@ -316,16 +420,23 @@ class EmulatedModem:
         return f'+CCLK: "{now:%y/%m/%d,%H:%M:%S}{quarters:+03d}"'
 
     def _clcc_list(self):
-        if self._call is None:
-            return []
-        stat = {"active": 0, "dialing": 2, "alerting": 3, "ringing": 4}[self._call_state]
-        return [self._clcc_line(stat)]
+        lines = []
+        if self._call is not None:
+            stat = {"active": 0, "dialing": 2, "alerting": 3, "ringing": 4}[self._call_state]
+            lines.append(self._clcc_line(stat))
+        if self._waiting is not None:
+            lines.append(self._clcc_line(5, self._waiting, 2))
+        return lines
 
-    def _clcc_line(self, stat):
-        call = self._call
-        number = "" if call is None else (call.caller if self._side == "b" else call.callee)
-        direction = 1 if self._side == "b" else 0
-        return f'+CLCC: 1,{direction},{stat},0,0,"{number}",{_ton(number)}'
+    def _clcc_line(self, stat, call=None, index=None):
+        """A +CLCC line for the current call, or for ``call`` (a waiting, incoming one) at ``index``."""
+        if call is None:
+            call, side, index = self._call, self._side, self._call_index
+        else:
+            side = "b"
+        number = "" if call is None else (call.caller if side == "b" else call.callee)
+        direction = 1 if side == "b" else 0
+        return f'+CLCC: {index},{direction},{stat},0,0,"{number}",{_ton(number)}'
 
     def _ata(self):
         with self._lock:
@@ -339,12 +450,21 @@ class EmulatedModem:
         return [], "OK"
 
     def _chup(self):
+        lines = self._end_current()
+        if self._waiting is not None:
+            # After this command's OK, the waiting call rings as a new one.
+            threading.Timer(0.1, self._ring_for_waiting).start()
+        return lines, "OK"
+
+    def _end_current(self):
+        """Hang up the current call; return the lines printed for it before OK."""
         with self._lock:
-            call, side, state = self._call, self._side, self._call_state
+            call, side = self._call, self._side
+            lines = self.local_end_lines(self._call_state)
             self._clear_call()
         if call is not None:
             call.hangup(side)
-        return self.local_end_lines(state), "OK"
+        return lines
 
     def local_end_lines(self, state):
         """Lines printed before OK when the box hangs up (SIM7600: VOICE CALL: END)."""
@@ -357,6 +477,7 @@ class EmulatedModem:
                 return [], "ERROR"
             self._party = _ModemParty(self)
             self._call_state = "dialing"
+            self._call_index = 1
         try:
             call = self.network.dial(self.number, number, self._party)
         except NetworkError as err:
@@ -496,6 +617,9 @@ class EmulatedModem:
         self._next_index = 0
         self._message_reference = 0
         self._act = 7
+        self._ccwa_urc = False  # AT+CCWA <n>: +CCWA shown
+        self._ccwa_service = True  # AT+CCWA <mode>: the network's call waiting service
+        self._waiting = None
         self._clear_call()
 
     def _start_active(self):
@@ -505,20 +629,34 @@ class EmulatedModem:
 
     def _clear_call(self):
         self._call, self._side, self._party = None, None, None
+        self._call_index = 1
         self._call_state = "idle"
         self._audio_on = False
         self._answered_at = None
 
+    def _talk_seconds(self):
+        return int(time.monotonic() - self._answered_at) if self._answered_at else 0
+
     def _duration(self):
-        seconds = int(time.monotonic() - self._answered_at) if self._answered_at else 0
+        seconds = self._talk_seconds()
         return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
 
     def _ring_loop(self):
-        while not self._stop.wait(RING_INTERVAL):
+        while not self._stop.wait(RING_TICK):
+            # Sent under the lock: a caller who hangs up meanwhile is reported after
+            # this RING, never before it (a RING after NO CARRIER would be a new call).
             with self._lock:
-                call = self._call if self._call_state == "ringing" else None
-            if call is not None:
-                self._send_all(self.incoming_urcs(call.caller))
+                if time.monotonic() < self._ring_due:
+                    continue
+                self._ring_due = time.monotonic() + self.ring_interval
+                if self._call is not None and self._call_state == "ringing":
+                    self._send_all(self.incoming_urcs(self._call.caller))
+                if self._waiting is not None:
+                    self._send_all(self.waiting_urcs(self._waiting.caller, first=False))
+
+    def _ring_again_later(self):
+        """A call just started ringing or waiting: its next RING / +CCWA is one interval away."""
+        self._ring_due = time.monotonic() + self.ring_interval
 
     def _urc(self, text):
         if not self.hung:
@@ -584,3 +722,8 @@ def _split_commands(body):
 def _ton(number):
     """Type of number: 145 international, 129 national or unknown."""
     return 145 if number.startswith("+") else 129
+
+
+def _cli_type(number):
+    """Type of number for caller ID: 128 when withheld (python-gsmmodem #24)."""
+    return _ton(number) if number else 128

@@ -9,10 +9,13 @@ import contextlib
 import logging
 import os
 import time
+import wave
+
+from pydub.exceptions import CouldntDecodeError
 
 from .network import NetworkError, VirtualNetwork
 from .families import EMULATORS
-from .phones import VirtualCaller, VirtualPhone
+from .phones import VirtualCaller, VirtualPhone, wav_frames
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,7 @@ class VirtualWorld:
             for item in virtual_config.get("modems", []):
                 self._add_modem(item)
             for item in virtual_config.get("phones", []):
-                self.phones.append(VirtualPhone(self.network, item["number"],
-                                                answer_after=item.get("answer_after", 1.0),
-                                                behaviour=item.get("behaviour", "answer")))
+                self.phones.append(_phone(self.network, item))
         except Exception:
             self.close()
             raise
@@ -65,7 +66,7 @@ class VirtualWorld:
             "modems": [{"line": line, "model": modem.model, "number": modem.number,
                         "at_port": modem.at.path, "audio_port": modem.audio.path}
                        for line, modem in self.modems.items()],
-            "phones": [{"number": phone.number, "calls": len(phone.calls)} for phone in self.phones],
+            "phones": [phone.describe() for phone in self.phones],
         }
 
     def power_cycle(self, line, imei=None):
@@ -75,6 +76,16 @@ class VirtualWorld:
             raise TwinError(f"no virtual modem with IMEI {imei}")
         modem.power_cycle()
         return {"line": line, "imei": modem.imei, "power_cycled": True}
+
+    def send_sms(self, sender, line, text):
+        """Someone at ``sender`` texts the modem of ``line`` (an operator's PAUSE, say)."""
+        self.network.send_sms(sender, self._modem(line).number, text)
+        return {"from": sender, "line": line, "sent": True}
+
+    def sms_log(self, recipient=None):
+        """Every SMS the network carried (to ``recipient`` only, if given), oldest first."""
+        return [{"from": sender, "to": to, "text": text} for sender, to, text in self.network.sms_log
+                if recipient is None or to == recipient]
 
     def hang(self, line):
         """Make the modem behind ``line`` stop answering (until power-cycled)."""
@@ -87,9 +98,10 @@ class VirtualWorld:
             raise TwinError(f"no virtual modem for line {line!r} (have: {', '.join(self.modems) or 'none'})")
         return modem
 
-    def place_call(self, line, caller, digits="", hold=3.0, answer_timeout=15.0, tone=None):
-        """Ring the modem of ``line`` from ``caller``, press ``digits``, stay ``hold`` s, hang up."""
+    def place_call(self, line, caller, digits="", hold=3.0, answer_timeout=15.0, tone=None, audio=None, inband=False):
+        """Ring the modem of ``line`` from ``caller``, speak ``audio``, press ``digits``, stay ``hold`` s, hang up."""
         modem = self._modem(line)
+        speech = _speech(audio)
         person = VirtualCaller(self.network, caller, send_tone=tone)
         try:
             person.dial(modem.number)
@@ -98,15 +110,17 @@ class VirtualWorld:
         answered = person.answered.wait(answer_timeout)
         started = time.monotonic()
         if answered:
+            person.say(speech)
             person.ended.wait(0.5)
-            person.press(digits)
+            person.press(digits, inband=inband)
             person.ended.wait(max(0.0, hold - (time.monotonic() - started)))
         hung_up_by = "box" if person.ended.is_set() else "caller"
         person.hang_up()
         return {
             "line": line, "from": caller, "to": modem.number, "answered": answered,
             "ended_by": hung_up_by, "seconds": round(time.monotonic() - started, 2),
-            "heard_seconds": person.heard_seconds(), "digits": digits,
+            "heard_seconds": person.heard_seconds(), "digits": digits, "inband": bool(inband),
+            "audio_seconds": round(len(speech) * 0.02, 2),
         }
 
     def close(self):
@@ -119,6 +133,25 @@ class VirtualWorld:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(link)
         self.phones, self.modems, self._links = [], {}, []
+
+
+def _phone(network, item):
+    """A virtual phone as the configuration describes it (config.py fills the defaults)."""
+    return VirtualPhone(network, item["number"], answer_after=item.get("answer_after", 1.0),
+                        behaviour=item.get("behaviour", "answer"), accept_key=item.get("accept_key", "1"),
+                        accept_after=item.get("accept_after", 1.0))
+
+
+def _speech(audio):
+    """The frames of the WAV file a caller speaks; the path must be absolute (the twin's cwd is its own)."""
+    if not audio:
+        return []
+    if not os.path.isabs(audio):
+        raise TwinError(f"the audio file must be given by its absolute path, not {audio!r}")
+    try:
+        return wav_frames(audio)
+    except (OSError, EOFError, wave.Error, CouldntDecodeError) as err:
+        raise TwinError(f"cannot read the audio file {audio}: {err}") from err
 
 
 def _imei(index):
