@@ -63,9 +63,23 @@ def _parser():
     call.add_argument("--line", required=True, help="line id, e.g. gsm1")
     call.add_argument("--from", dest="caller", required=True, metavar="NUMBER", help="the caller's number")
     call.add_argument("--digits", default="", help="DTMF keys to press once answered")
+    call.add_argument("--inband", action="store_true",
+                      help="send the keys as tones in the audio instead of as network DTMF")
+    call.add_argument("--audio", metavar="FILE", help="a WAV file the caller speaks once answered")
     call.add_argument("--hold", type=float, default=3.0, metavar="SECONDS",
                       help="seconds to stay on the line after dialling (default: %(default)s)")
     call.add_argument("--json", action="store_true", help="print the result as JSON")
+    load = command("loadtest", cmd_loadtest,
+                   "place many virtual calls at once and check the journal accounts for every one")
+    load.add_argument("--calls", type=int, required=True, metavar="N", help="how many calls to place")
+    load.add_argument("--concurrency", type=int, default=1, metavar="C",
+                      help="at most this many at once (default: %(default)s)")
+    load.add_argument("--line", action="append", dest="lines", metavar="ID",
+                      help="a line to call (repeatable; default: every virtual modem)")
+    load.add_argument("--digits", default="", help="DTMF keys each caller presses once answered")
+    load.add_argument("--hold", type=float, default=3.0, metavar="SECONDS",
+                      help="seconds each caller stays once answered (default: %(default)s)")
+    load.add_argument("--json", action="store_true", help="print the summary as JSON")
     modem = command("modem", cmd_modem, "work with a modem directly (the engine must not be using it)")
     modem_sub = modem.add_subparsers(dest="modem_command", required=True, metavar="ACTION")
     probe = modem_sub.add_parser("probe", help="identify the modem on a port",
@@ -133,11 +147,16 @@ def cmd_twin(args):
                 return world.describe()
             if request["cmd"] == "call":
                 return world.place_call(request["line"], request["from"], request.get("digits", ""),
-                                        float(request.get("hold", 3.0)), tone=request.get("tone"))
+                                        float(request.get("hold", 3.0)), tone=request.get("tone"),
+                                        audio=request.get("audio"), inband=bool(request.get("inband", False)))
             if request["cmd"] == "power_cycle":
                 return world.power_cycle(request["line"], request.get("imei"))
             if request["cmd"] == "hang":
                 return world.hang(request["line"])
+            if request["cmd"] == "sms":
+                return world.send_sms(request["from"], request["line"], request["text"])
+            if request["cmd"] == "sms_log":
+                return world.sms_log(request.get("to"))
         except (TwinError, KeyError, ValueError) as err:
             raise ControlError(str(err)) from err
         raise ControlError(f"unknown command {request['cmd']!r}")
@@ -262,12 +281,18 @@ def cmd_calls(args):
 
 def cmd_call(args):
     """hotline call"""
+    options = {"inband": args.inband}
+    if args.audio:
+        if not os.path.isfile(args.audio):
+            raise ControlError(f"no audio file {args.audio}")
+        options["audio"] = os.path.abspath(args.audio)  # the twin runs in a directory of its own
     engine = _engine(args)
     engine.request("ping")
     watcher = _CallWatcher(engine, args.line, args.caller)
     twin = ControlClient(os.path.join(args.data, TWIN_SOCKET), timeout=args.hold + 30)
     try:
-        placed = twin.request("call", line=args.line, hold=args.hold, digits=args.digits, **{"from": args.caller})
+        placed = twin.request("call", line=args.line, hold=args.hold, digits=args.digits,
+                              **options, **{"from": args.caller})
     except ApplianceError as err:
         raise ControlError(f"the virtual twin cannot place the call ({err}); "
                            "hotline call rings virtual lines of a box started with 'hotline run'") from err
@@ -275,13 +300,27 @@ def cmd_call(args):
     result = {"call_id": ended.get("call", {}).get("id"), "outcome": ended.get("outcome"),
               "ended_by": ended.get("ended_by"), "talk_seconds": ended.get("talk_seconds"),
               "recording": ended.get("recording"), "answered": placed["answered"],
-              "heard_seconds": placed["heard_seconds"], "digits": placed["digits"]}
+              "heard_seconds": placed["heard_seconds"], "digits": placed["digits"],
+              "audio_seconds": placed.get("audio_seconds", 0.0), "inband": placed.get("inband", False)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"call {result['call_id']}: {result['outcome']}, ended by {result['ended_by']}, "
               f"talk {result['talk_seconds']} s, the caller heard {result['heard_seconds']} s of audio")
     return 0 if result["call_id"] is not None else 1
+
+
+def cmd_loadtest(args):
+    """hotline loadtest"""
+    from . import loadtest
+
+    summary = loadtest.run(args.data, calls=args.calls, concurrency=args.concurrency, lines=args.lines,
+                           digits=args.digits, hold=args.hold)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(loadtest.report(summary))
+    return 1 if summary["unaccounted"] else 0
 
 
 def cmd_originate(args):

@@ -56,6 +56,12 @@ class EventHub:
                     subscriber.put_nowait(None)  # tells its reader it was cut off
 
 
+class _Server(socketserver.ThreadingUnixStreamServer):
+    # A load test or a page full of widgets opens many connections at once; the default
+    # backlog of 5 makes the sixth connect fail with EAGAIN on a Unix socket.
+    request_queue_size = 128
+
+
 class JsonLineServer:
     """Serves ``handler(request) -> reply`` and ``subscribe`` on a Unix socket."""
 
@@ -71,7 +77,7 @@ class JsonLineServer:
             def handle(self):
                 server._serve(self.rfile, self.wfile)
 
-        self._server = socketserver.ThreadingUnixStreamServer(path, _Handler)
+        self._server = _Server(path, _Handler)
         self._server.daemon_threads = True
         os.chmod(path, 0o660)
         self._inode = os.stat(path).st_ino
