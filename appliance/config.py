@@ -32,6 +32,7 @@ SINGLE_SECTIONS = ("settings", "virtual", "notifications")
 LIST_SECTIONS = ("lines", "operators", "prompts", "flows", "queues", "time_conditions", "campaigns", "blacklist")
 STRATEGIES = ("ring_all", "round_robin", "longest_idle", "fewest_calls", "random", "fixed_order")
 NOTIFY_EVENTS = ("call.started", "call.answered", "call.missed", "voicemail", "callback.done")
+DEFAULT_EVENTS = ("call.missed", "voicemail")
 # Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -188,6 +189,9 @@ class ConfigStore:
             return validate(_read_tables(self.path))
         except (ConfigError, ValueError, OSError) as err:
             self.problem = f"{CONFIG_FILE} refused: {err}"
+            log.error("%s; using the last good configuration", self.problem)
+        except (TypeError, KeyError, AttributeError) as err:  # a shape validation did not foresee
+            self.problem = f"{CONFIG_FILE} refused: malformed ({type(err).__name__}: {err})"
             log.error("%s; using the last good configuration", self.problem)
         if os.path.exists(self.last_good_path):
             return validate(_read_tables(self.last_good_path))
@@ -472,21 +476,28 @@ def _refers_later(settings, key):
 def _notifications(notifications):
     _no_unknown(notifications, "notifications", ("email", "webhooks", "sms_to", "email_to", "events",
                                                  "webhook_secret"))
-    for i, number in enumerate(notifications.setdefault("sms_to", [])):
-        _number({"n": number}, f"notifications.sms_to[{i}]", "n")
-    for i, address in enumerate(notifications.setdefault("email_to", [])):
+    for key in ("sms_to", "email_to", "webhooks", "events"):
+        if not isinstance(notifications.setdefault(key, [] if key != "events" else list(DEFAULT_EVENTS)), list):
+            raise ConfigError(f"notifications.{key}", "must be a list")
+    for i, number in enumerate(notifications["sms_to"]):
+        if not isinstance(number, str) or not NUMBER_PATTERN.match(number):
+            raise ConfigError(f"notifications.sms_to[{i}]", "must be a phone number such as +359888123456")
+    for i, address in enumerate(notifications["email_to"]):
         if not (isinstance(address, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", address)):
             raise ConfigError(f"notifications.email_to[{i}]", "must be an e-mail address")
-    for i, url in enumerate(notifications.setdefault("webhooks", [])):
+    for i, url in enumerate(notifications["webhooks"]):
         if not (isinstance(url, str) and re.match(r"https?://[^\s]+$", url)):
             raise ConfigError(f"notifications.webhooks[{i}]", "must be an http:// or https:// URL")
-    events = notifications.setdefault("events", ["call.missed", "voicemail"])
+    events = notifications["events"]
     for i, event in enumerate(events):
         if event not in NOTIFY_EVENTS:
             raise ConfigError(f"notifications.events[{i}]", f"must be one of {', '.join(NOTIFY_EVENTS)}")
     if "email" in notifications:
         _smtp(notifications["email"], "notifications.email")
-    if notifications["webhooks"] and not notifications.get("webhook_secret"):
+    secret = notifications.get("webhook_secret")
+    if secret not in (None, "") and not isinstance(secret, str):
+        raise ConfigError("notifications.webhook_secret", "must be text (a long random phrase)")
+    if notifications["webhooks"] and not secret:
         raise ConfigError("notifications.webhook_secret", "required when webhooks are set: receivers check it")
     return notifications
 

@@ -43,6 +43,10 @@ NODE_FIELDS = {
 }
 
 
+# What a node of each type cannot do without.
+REQUIRED_FIELDS = {"play": ("prompt",), "time": ("condition",), "queue": ("queue",)}
+
+
 def validate_flow(flow, where, refs):
     """Check one flow; ``refs`` holds the known ids: prompts, queues, conditions, languages."""
     from .config import _identifier, _no_unknown, _text
@@ -55,6 +59,8 @@ def validate_flow(flow, where, refs):
     nodes = flow.get("nodes")
     if not isinstance(nodes, dict) or not nodes:
         raise ConfigError(f"{where}.nodes", "must be an object with at least one node")
+    if not isinstance(flow.get("start"), str) or not flow["start"]:
+        raise ConfigError(f"{where}.start", "required: the id of the first node")
     if flow.get("start") not in nodes:
         raise ConfigError(f"{where}.start", f"no node {flow.get('start')!r} in this flow")
     for node_id, node in nodes.items():
@@ -88,6 +94,9 @@ def _node(node, where, nodes, refs):
 
     if not isinstance(node, dict):
         raise ConfigError(where, "must be an object")
+    for key, value in node.items():
+        if key != "options" and isinstance(value, (list, dict)):
+            raise ConfigError(f"{where}.{key}", "must be a single value, not a list or object")
     kind = node.get("type")
     if kind not in NODE_TYPES:
         raise ConfigError(f"{where}.type", f"must be one of {', '.join(NODE_TYPES)}")
@@ -101,6 +110,9 @@ def _node(node, where, nodes, refs):
 
 
 def _check_fields(node, where, refs):
+    for key in REQUIRED_FIELDS.get(node["type"], ()):
+        if node.get(key) in (None, ""):
+            raise ConfigError(f"{where}.{key}", "required")
     for key in ("prompt", "invalid_prompt"):
         if key in node and node[key] not in refs["prompts"]:
             raise ConfigError(f"{where}.{key}", f"no prompt {node[key]!r}")
@@ -150,9 +162,11 @@ def _required_targets(node, where):
 def _keys(options, where):
     if not isinstance(options, dict) or not options:
         raise ConfigError(where, "must map keys to choices, such as {\"1\": ...}")
-    for key in options:
+    for key, value in options.items():
         if len(key) != 1 or key not in DIGITS:
             raise ConfigError(f"{where}.{key}", "must be one key: 0-9, * or #")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.{key}", "must be the id of a node (or a language code)")
 
 
 def _is_number(value):

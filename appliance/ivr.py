@@ -84,6 +84,14 @@ class FlowRun:
         self.session.step = f"{self.node['type']} {node_id}"
         self.engine.journal.add_event(self.session.id, "ivr", node=node_id, type=self.node["type"])
         getattr(self, f"_enter_{self.node['type']}")()
+        self._type_ahead(node_id)
+
+    def _type_ahead(self, node_id):
+        """Keys pressed before this node asked for them (during a prompt) go to it now."""
+        handler = getattr(self, f"_key_{self.node['type']}", None)
+        while handler is not None and self.buffer and self.node_id == node_id and not self.session.ended:
+            digit, self.buffer = self.buffer[0], self.buffer[1:]
+            handler(digit)
 
     def _after_prompt(self, prompt_id, action):
         """Play a prompt (if any), then run ``action``."""
@@ -119,10 +127,6 @@ class FlowRun:
     # --- menu --------------------------------------------------------------------------------
 
     def _enter_menu(self):
-        if self.buffer:
-            digit, self.buffer = self.buffer[0], self.buffer[1:]
-            self._key_menu(digit)
-            return
         self._ask_menu()
 
     def _ask_menu(self):
@@ -157,9 +161,6 @@ class FlowRun:
     def _enter_collect(self):
         self.collected = ""
         self._after_prompt(self.node.get("prompt"), self._collect_wait)
-        while self.buffer and self.node_id and self.node["type"] == "collect":
-            digit, self.buffer = self.buffer[0], self.buffer[1:]
-            self._key_collect(digit)
 
     def _collect_wait(self):
         self._token += 1
@@ -247,10 +248,10 @@ class FlowRun:
             self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
             return
         self.session.media.hold = None
+        self.engine.missed_caller(self.session, reason)  # nobody took them: they get a call back
         if self.node.get("overflow"):
             self.goto(self.node["overflow"])
             return
-        self.engine.missed_caller(self.session, reason)
         self.session.outcome = "call-back"
         self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
 

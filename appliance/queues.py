@@ -103,16 +103,20 @@ class RingAttempt:
 
     def on_ended(self):
         """The operator's leg ended (they hung up, were busy, did not answer...)."""
-        if not self.over:
+        if self.accepted:
             self.over = True
-            self.manager.attempt_over(self, self.session.outcome or "no answer")
-        elif self.accepted:
             self.manager.leg_ended(self)
+        elif not self.over:
+            self.over = True
+            if self.session.answered is not None:
+                self.session.outcome = "refused"  # picked up, then hung up without pressing 1
+            self.manager.attempt_over(self, self.session.outcome or "not reached")
 
     def cancel(self, reason):
         """Stop ringing (another operator took the caller, or the caller left)."""
         if not self.over:
             self.over = True
+            self.session.outcome = "cancelled"
             self.session.hang_up(reason)
             self.manager.engine.operators.released(self.operator.id, talked=False)
 

@@ -84,7 +84,11 @@ class Box:
                 [sys.executable, "-m", "appliance.cli", command, "--data", self.data_dir],
                 stdout=log, stderr=subprocess.STDOUT)
             log.close()
-        wait_for(self.lines_up, timeout=30)
+        try:
+            wait_for(self.lines_up, timeout=30)
+        except BaseException:
+            self.stop()  # a box that did not come up leaves no processes behind
+            raise
 
     def start_web(self):
         """Start `hotline web` on a free port; return its base URL once it answers."""
