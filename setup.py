@@ -15,6 +15,7 @@ setup(
         "flask-wtf>=1.2",
         "waitress>=3.0",
         "pydub>=0.25",
+        "audioop-lts; python_version>='3.13'",  # pydub needs audioop, which Python 3.13 dropped
         "numpy>=1.24",
         "gpiozero>=2.0",
     ],

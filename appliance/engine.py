@@ -85,6 +85,7 @@ class Engine:
         self.clock.start()
         self._start_lines(self.config["lines"])
         self.later(TICK_SECONDS, self._tick)
+        self._prepare_announcements()
         self._server = JsonLineServer(os.path.join(self.data_dir, SOCKET_NAME), self.handle_request, self.hub)
         self._server.start()
         log.info("engine ready in %s", self.data_dir)
@@ -274,6 +275,16 @@ class Engine:
         runner.call("sms", lambda driver: driver.send_sms(number, text))
         self.post(self.journal.add_sms, runner.id, "out", number, text, "sent")
 
+    def _prepare_announcements(self):
+        """Speak the first queue positions ahead of need, so the first announcement is not skipped."""
+        from .prompts import languages_in_use, position_text
+
+        keys = {q.get("callback_key") for q in self.config["queues"]}
+        for language in languages_in_use(self.config):
+            for position in range(1, 6):
+                for key in keys:
+                    self.phrases.prepare(language, position_text(language, position, None, key))
+
     # --- periodic work ------------------------------------------------------------------
 
     def _tick(self):
@@ -342,6 +353,7 @@ class Engine:
         if flow is not None:
             session.handler = FlowRun(self, session, flow, campaign)
         session.answer()
+        self.notify("call.started", {"number": number, "call": session.id, "line": line_id})
 
     def _screen(self, line_id, number):
         """Why a caller is refused (blacklist, withheld number, a line not for calls in), or None."""

@@ -166,22 +166,30 @@ class CallPlacer:
 def wait_for_journal(engine, numbers, timeout=JOURNAL_TIMEOUT):
     """The finished journal rows of ``numbers``' calls, by caller, once all are in or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
-    # Room for the operator legs and other calls the box journals meanwhile.
-    last = 3 * len(numbers) + 50
+    # Room for second rows (call waiting), operator legs and other calls meanwhile.
+    last = 5 * len(numbers) + 50
+    wanted = set(numbers)
     while True:
-        found = journaled_calls(engine.request("calls", last=last), numbers)
-        if len(found) == len(numbers) or time.monotonic() >= deadline:
+        rows = engine.request("calls", last=last)
+        found = journaled_calls(rows, numbers)
+        in_progress = any(row["caller"] in wanted and not row.get("ended_at") for row in rows)
+        if (len(found) == len(numbers) and not in_progress) or time.monotonic() >= deadline:
             return found
         time.sleep(POLL_SECONDS)
 
 
 def journaled_calls(rows, numbers):
-    """The first finished row of each of ``numbers`` among journal ``rows``, by caller."""
+    """The last finished row of each of ``numbers``' calls, by caller, with ``rows``: how many it has.
+
+    A caller who first waited on a busy line (journaled as missed) and was answered once
+    the line freed has two rows; the last one is how their call ended.
+    """
     wanted = set(numbers)
     found = {}
     for row in sorted(rows, key=lambda row: row["id"]):
-        if row.get("caller") in wanted and row.get("ended_at") and row["caller"] not in found:
-            found[row["caller"]] = row
+        if row.get("caller") in wanted and row.get("ended_at"):
+            earlier = found.get(row["caller"], {}).get("rows", 0)
+            found[row["caller"]] = dict(row, rows=earlier + 1)
     return found
 
 
@@ -195,6 +203,7 @@ def summarize(results, journaled, max_concurrent):
         "answered": sum(1 for result in results if result.get("answered")),
         "refused": sum(1 for result in results if "error" in result),
         "journaled": len(journaled),
+        "journaled_twice": sum(1 for row in journaled.values() if row.get("rows", 1) > 1),
         "outcomes": dict(sorted(outcomes.items())),
         "unaccounted": len(missing),
         "unaccounted_callers": missing,
@@ -219,7 +228,8 @@ def report(summary):
     lines = [f"lines: {', '.join(summary['lines'])}   time: {summary['seconds']} s",
              f"placed: {summary['placed']}   answered by the box: {summary['answered']}   "
              f"redials after busy: {summary.get('redials', 0)}   refused in the end: {summary['refused']}",
-             f"journaled: {summary['journaled']}   not accounted for: {summary['unaccounted']}",
+             f"journaled: {summary['journaled']}   not accounted for: {summary['unaccounted']}   "
+             f"missed on a busy line first, then answered: {summary['journaled_twice']}",
              f"max concurrent: {summary['max_concurrent']} callers, "
              f"{summary['max_concurrent_in_journal']} calls in the journal"]
     lines += [f"  {outcome:<14} {count}" for outcome, count in summary["outcomes"].items()]

@@ -64,6 +64,36 @@ class LoopPlayer(Player):
         return super().read() or SILENCE
 
 
+class Tone:
+    """A tone made on the fly, as a hold source: ``frequencies`` summed, ``cadence`` (on, off) ms.
+
+    Ringback in most of Europe is 425 Hz, 1 s on and 4 s off (ITU-T E.180); a beep is one
+    burst with no repeat.
+    """
+
+    def __init__(self, frequencies=(425,), cadence=(1000, 4000), level=6000, repeat=True):
+        self._frequencies = frequencies
+        self._on = int(cadence[0] / 1000 * SAMPLE_RATE)
+        self._period = self._on + int(cadence[1] / 1000 * SAMPLE_RATE)
+        self._level = level / len(frequencies)
+        self._repeat = repeat
+        self._n = 0
+
+    def read(self):
+        """The next 20 ms of the tone (silence in its pauses)."""
+        if not self._repeat and self._n >= self._period:
+            return SILENCE
+        n = self._n + np.arange(FRAME_SAMPLES)
+        self._n += FRAME_SAMPLES
+        t = n / SAMPLE_RATE
+        wave_ = sum(np.sin(2 * np.pi * f * t) for f in self._frequencies) * self._level
+        wave_[(n % self._period) >= self._on] = 0
+        return wave_.astype("<i2").tobytes()
+
+
+RINGBACK = {"frequencies": (425,), "cadence": (1000, 4000)}
+
+
 class Recorder:
     """Writes what a caller says (left) and hears (right) to ``path.part``; renamed when finished.
 

@@ -13,6 +13,7 @@ import math
 import time
 
 from .calls import CallSession
+from .media import RINGBACK, Tone
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class ForwardLeg:
         self.session = CallSession(engine, line_id, callee=number, direction="out", role="forward",
                                    parent_id=caller_session.id, handler=self)
         engine.journal.add_event(caller_session.id, "forward", number=number, line=line_id)
-        caller_session.hold_music()
+        caller_session.media.hold = Tone(**RINGBACK)  # the caller hears the number ring
         self.session.dial(None)
         engine.later(timeout, self._timeout)
 
@@ -365,6 +366,8 @@ class QueueManager:
             self.engine.notify("callback.done", {"number": entry.number, "task": closed, "call": session.id})
         self.engine.publish({"type": "queue.answered", "queue": entry.queue["id"], "call": session.id,
                              "operator": attempt.operator.id, "wait_seconds": wait})
+        self.engine.notify("call.answered", {"number": entry.number, "call": session.id, "queue": entry.queue["id"],
+                                             "operator": attempt.operator.id, "wait_seconds": wait})
 
     def leg_ended(self, attempt):
         """The operator's side of a conversation ended: wrap-up starts, the caller is hung up."""

@@ -7,7 +7,6 @@ operator who pauses and resumes by SMS from their own phone.
 """
 import email
 import os
-import socketserver
 import threading
 
 import pytest
@@ -17,7 +16,7 @@ from appliance.control import ControlClient
 from appliance.notify import verify_signature
 
 from .conftest import Box, wait_for
-from .test_notify import Receiver, SmtpHandler
+from .test_notify import Receiver, serve_smtp, stop_smtp
 
 SECRET = "a long webhook secret"
 OPERATOR = "+359700000301"
@@ -33,7 +32,9 @@ def ivr_config(smtp_port, webhook_url):
         {"id": line, "driver": "sim7600", "port": f"dev/{line}-at", "audio_port": f"dev/{line}-audio",
          "flow": "ivr", "outbound": False} for line in ("in1", "in2")
     ] + [{"id": line, "driver": "sim7600", "port": f"dev/{line}-at", "audio_port": f"dev/{line}-audio",
-          "inbound": False} for line in ("out1", "out2")]
+          "inbound": False} for line in ("out1", "out2")] + [
+        {"id": "hw1", "driver": "e1550", "port": "dev/hw1-at", "audio_port": "dev/hw1-audio", "flow": "ivr",
+         "outbound": False}]
     config["operators"] = [{"id": "op1", "name": "Operator One", "number": OPERATOR, "groups": ["sales"]}]
     config["queues"] = [{"id": "sales", "groups": ["sales"], "ring_timeout": 10, "max_wait": 60}]
     config["flows"] = [
@@ -65,7 +66,8 @@ def ivr_config(smtp_port, webhook_url):
     }
     config["virtual"] = {
         "modems": [{"line": line, "model": "sim7600", "number": f"+35970000040{n}"}
-                   for n, line in enumerate(("in1", "in2", "out1", "out2"), start=1)],
+                   for n, line in enumerate(("in1", "in2", "out1", "out2"), start=1)]
+        + [{"line": "hw1", "model": "e1550", "number": "+359700000409"}],
         "phones": [{"number": OPERATOR, "answer_after": 1.0, "accept_after": 0.5},
                    {"number": FORWARD_TO, "answer_after": 1.0, "accept_key": ""}],
     }
@@ -75,16 +77,11 @@ def ivr_config(smtp_port, webhook_url):
 @pytest.fixture(scope="module")
 def peers():
     """A local SMTP server and a webhook receiver, as the box's notifications see them."""
-    smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SmtpHandler)
-    smtp.daemon_threads = True
-    smtp.messages, smtp.logins, smtp.password = [], [], ""
-    thread = threading.Thread(target=smtp.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    smtp = serve_smtp(password="")
     hook = Receiver()
     yield smtp, hook
     hook.close()
-    smtp.shutdown()
-    smtp.server_close()
+    stop_smtp(smtp)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +94,9 @@ def ivr_box(tmp_path_factory, peers):
     box.stop()
 
 
-def call(box, line, caller, digits="", hold=6.0, tone=None):
+def call(box, line, caller, digits="", hold=6.0, tone=None, inband=False):
     twin = ControlClient(os.path.join(box.data_dir, "twin.sock"), timeout=hold + 60)
-    return twin.request("call", line=line, digits=digits, hold=hold, tone=tone, **{"from": caller})
+    return twin.request("call", line=line, digits=digits, hold=hold, tone=tone, inband=inband, **{"from": caller})
 
 
 def last_call_from(box, number):
@@ -123,6 +120,16 @@ def test_digits_are_collected_into_the_call_record(ivr_box):
     assert record["collected"] == '{"application": "1234567"}'
     assert [e["node"] for e in kinds(record, "ivr")] == ["lang", "menu", "appno", "bye"]
     assert record["language"] == "en" and record["outcome"] == "ivr" and record["flow"] == "ivr"
+
+
+def test_keys_as_tones_reach_the_menu_through_the_inband_detector(ivr_box):
+    """A Huawei dongle without ^DDTMF: the keys are only in the caller's audio."""
+    status = {line["id"]: line for line in ivr_box.status()["lines"]}
+    assert status["hw1"]["inband_dtmf"] is True
+    call(ivr_box, "hw1", "+359888100007", digits="11765432#", hold=10, inband=True)
+    record = last_call_from(ivr_box, "+359888100007")
+    assert record["collected"] == '{"application": "765432"}'
+    assert record["digits"] == "11765432#"
 
 
 def test_a_bulgarian_caller_gets_the_dates_by_sms_in_several_parts(ivr_box):
@@ -195,3 +202,17 @@ def test_a_queued_caller_reaches_the_operator(ivr_box):
     call(ivr_box, "in1", "+359888100006", digits="15", hold=10, tone=1000)
     record = last_call_from(ivr_box, "+359888100006")
     assert record["outcome"] == "answered" and record["operator"] == "op1" and record["queue"] == "sales"
+
+
+def test_a_second_caller_on_a_busy_line_is_journaled_as_missed_with_a_call_back(ivr_box):
+    first = threading.Thread(target=call, args=(ivr_box, "in1", "+359888100008"), kwargs={"digits": "15", "hold": 12})
+    first.start()
+    wait_for(lambda: [c for c in ivr_box.status()["calls"] if c["caller"] == "+359888100008" and c["talk_seconds"]])
+    call(ivr_box, "in1", "+359888100009", hold=2)  # rings as call waiting, or once the line is free
+    first.join()
+    rows = wait_for(lambda: [c for c in ivr_box.engine.request("calls", last=100)
+                             if c["caller"] == "+359888100009" and c["outcome"] == "missed"])
+    events = [e["kind"] for e in ivr_box.engine.request("call", id=rows[0]["id"])["events"]]
+    assert events == ["ring", "call_waiting", "ended", "callback_task"]
+    tasks = [t for t in ivr_box.engine.request("callbacks") if t["number"] == "+359888100009"]
+    assert [t["reason"] for t in tasks] == ["all lines busy"]

@@ -78,18 +78,29 @@ class SmtpHandler(socketserver.StreamRequestHandler):
                 self.reply("502 what")
 
 
-@pytest.fixture
-def smtp_server():
-    """A tiny SMTP server on loopback; ``.messages`` holds (from, to, bytes)."""
+def serve_smtp(password):
+    """Start a tiny SMTP server on loopback; ``.messages`` holds (from, to, bytes). Stop with stop_smtp."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SmtpHandler)
     server.daemon_threads = True
-    server.messages, server.logins, server.password = [], [], "hunter2"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
+    server.messages, server.logins, server.password = [], [], password
+    server.thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    server.thread.start()
+    return server
+
+
+def stop_smtp(server):
+    """Stop a server made by serve_smtp."""
     server.shutdown()
     server.server_close()
-    thread.join()
+    server.thread.join()
+
+
+@pytest.fixture
+def smtp_server():
+    """A tiny SMTP server on loopback that wants the password hunter2."""
+    server = serve_smtp("hunter2")
+    yield server
+    stop_smtp(server)
 
 
 class ReceiverHandler(http.server.BaseHTTPRequestHandler):
