@@ -7,12 +7,13 @@ setup(
     description="A hot-line appliance: GSM and analog lines, IVR, queues, operators, recording, web UI",
     python_requires=">=3.11",
     packages=find_packages(include=["firmware*", "appliance*", "web_ui*", "hardware*"]),
-    package_data={"web_ui": ["templates/*.html", "static/*"]},
+    package_data={"web_ui": ["templates/*.html", "static/*", "translations/*/LC_MESSAGES/messages.po"]},
     install_requires=[
         "pyserial>=3.5",
         "tinydb>=4.8",
         "flask>=3.0",
         "flask-wtf>=1.2",
+        "flask-babel>=4.0",
         "waitress>=3.0",
         "pydub>=0.25",
         "audioop-lts; python_version>='3.13'",  # pydub needs audioop, which Python 3.13 dropped

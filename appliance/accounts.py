@@ -48,7 +48,8 @@ def authenticate(conn, username, password):
 
 def get_user(conn, user_id):
     """The user row with ``user_id``, or None."""
-    row = conn.execute("SELECT id, username, role FROM users WHERE id = ?", (user_id,)).fetchone()
+    row = conn.execute("SELECT id, username, role, language, operator_id FROM users WHERE id = ?",
+                       (user_id,)).fetchone()
     return dict(row) if row else None
 
 

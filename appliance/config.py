@@ -513,10 +513,14 @@ def _smtp(smtp, where):
 
 
 def _prompt(prompt, where):
-    _no_unknown(prompt, where, ("id", "language", "text"))
+    """A prompt is spoken from ``text``, or was uploaded (``source: upload``) and converted to its WAV."""
+    _no_unknown(prompt, where, ("id", "language", "text", "source", "file_name"))
     _identifier(prompt, where)
     _choice(prompt, where, "language", LANGUAGES)
-    _text(prompt, where, "text", required=True)
+    prompt.setdefault("source", "text")
+    _choice(prompt, where, "source", ("text", "upload"))
+    _text(prompt, where, "text", required=prompt["source"] == "text")
+    _text(prompt, where, "file_name")
 
 
 def _virtual(virtual, line_ids):

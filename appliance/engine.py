@@ -3,6 +3,7 @@
 Line threads, the media clock and control requests hand work to the loop with
 ``post``; the loop never waits on a modem or on the web UI.
 """
+import copy
 import datetime
 import heapq
 import itertools
@@ -18,10 +19,11 @@ from firmware.errors import FirmwareError
 from . import journal as journal_module
 from . import notify, recordings, schedule
 from .calls import CallSession
-from .config import ConfigStore
+from .config import LIST_SECTIONS, SINGLE_SECTIONS, ConfigStore
+from .config import validate as validate_config
 from .config import warnings as config_warnings
 from .control import EventHub, JsonLineServer
-from .errors import ApplianceError, ControlError, RecordingError
+from .errors import ApplianceError, ConfigError, ControlError, PromptError, RecordingError
 from .ivr import FlowRun
 from .lines import LineRunner
 from .media import MediaClock, gain_factor
@@ -36,6 +38,7 @@ REQUEST_TIMEOUT = 5.0
 TICK_SECONDS = 1.0
 CALLBACK_SCAN_SECONDS = 10.0
 RETENTION_SECONDS = 3600.0
+CONFIG_SECTIONS = SINGLE_SECTIONS + LIST_SECTIONS
 WAITING_REPEAT_SECONDS = 60.0  # +CCWA repeats while the second caller rings; one entry per caller
 
 
@@ -68,6 +71,7 @@ class Engine:
         self._waiting_seen = {}
         self._last_callback_scan = 0.0
         self._last_retention = float("-inf")
+        self._config_lock = threading.Lock()  # one configuration change at a time
 
     # --- life cycle -------------------------------------------------------------
 
@@ -512,6 +516,14 @@ class Engine:
             return self._in_loop(self._operator_request, str(request["operator"]), str(request["state"]))
         if cmd == "callbacks":
             return self._in_loop(self.journal.open_callbacks)
+        if cmd == "config":
+            return self._in_loop(self.config_document)
+        if cmd == "config_put":
+            if "document" in request:
+                return self.put_config(document=request["document"])
+            if request.get("section") not in CONFIG_SECTIONS:
+                raise ControlError(f"section must be one of {', '.join(CONFIG_SECTIONS)}")
+            return self.put_config(section=request["section"], value=request.get("value"))
         raise ControlError(f"unknown command {cmd!r}")
 
     def _operator_request(self, operator_id, state):
@@ -555,10 +567,41 @@ class Engine:
                 if runner is not None:
                     runner.stop()
                 self.lines.pop(line_id, None)
+        notifications_changed = new["notifications"] != self.config["notifications"]
         self.config = new
         self.operators.update(new["operators"])
+        if notifications_changed:
+            self.dispatcher.close()
+            self._start_notifications()
         self._start_lines([line for line in new["lines"] if line["id"] not in self._runners])
         return {"lines": sorted(new_lines)}
+
+    def put_config(self, document=None, section=None, value=None):
+        """Validate and apply a whole configuration, or one section of the one in force.
+
+        Called on a control thread: prompts are spoken here (slow), the save and reload
+        happen on the loop. A refused document changes nothing and comes back with the
+        field named.
+        """
+        with self._config_lock:
+            if document is None:
+                document = self._in_loop(lambda: copy.deepcopy(self.config))
+                document[section] = value
+            try:
+                document = validate_config(document)
+                ensure_prompts(document, self.data_dir)
+            except ConfigError as err:
+                return {"saved": False, "field": err.field, "message": err.message}
+            except PromptError as err:
+                return {"saved": False, "field": "prompts", "message": str(err)}
+            self._in_loop(self.store.save, document)
+            self._in_loop(self.reload, timeout=60)  # lines being restarted are waited for
+            return {"saved": True, "warnings": config_warnings(document)}
+
+    def config_document(self):
+        """The configuration in force, its warnings and why config.json is not it (if so)."""
+        return {"config": copy.deepcopy(self.config), "warnings": config_warnings(self.config),
+                "problem": self.store.problem}
 
     def _line_request(self, cmd, request):
         """SMS, USSD and balance run on the line's thread; this control thread waits for them."""
@@ -603,7 +646,7 @@ class Engine:
                 return {"call": call_id}
         raise ControlError(f"call {call_id} is not in progress")
 
-    def _in_loop(self, function, *args):
+    def _in_loop(self, function, *args, timeout=REQUEST_TIMEOUT):
         future = Future()
 
         def run():
@@ -613,7 +656,7 @@ class Engine:
                 future.set_exception(err)
 
         self.post(run)
-        return future.result(timeout=REQUEST_TIMEOUT)
+        return future.result(timeout=timeout)
 
     # --- internals --------------------------------------------------------------
 

@@ -121,6 +121,60 @@ MIGRATIONS = (
         pinned_at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE calls ADD COLUMN category TEXT;
+    ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
+    ALTER TABLE users ADD COLUMN operator_id TEXT;
+    CREATE TABLE call_notes (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER NOT NULL REFERENCES calls (id),
+        author TEXT NOT NULL,
+        at TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX call_notes_call ON call_notes (call_id);
+    CREATE TABLE call_tags (
+        call_id INTEGER NOT NULL REFERENCES calls (id),
+        tag TEXT NOT NULL,
+        PRIMARY KEY (call_id, tag)
+    );
+    CREATE TABLE contacts (
+        number TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        notes TEXT NOT NULL DEFAULT '',
+        tags TEXT NOT NULL DEFAULT '[]',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE reminders (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        text TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        done_at TEXT,
+        callback_id INTEGER
+    );
+    CREATE INDEX reminders_due ON reminders (done_at, due_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        username TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'supervisor', 'operator')),
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    """,
 )
 
 

@@ -53,6 +53,8 @@ def ensure_prompts(config, data_dir):
     """Speak every text prompt whose WAV is missing or out of date; return those made."""
     made = []
     for prompt in config["prompts"] + system_prompts(config):
+        if prompt.get("source") == "upload":
+            continue  # converted from the upload once; nothing to speak
         path = prompt_path(data_dir, prompt["language"], prompt["id"])
         if _spoken_text(path) != prompt["text"]:
             speak(prompt["text"], prompt["language"], path)

@@ -1,4 +1,5 @@
 """The web UI: a Flask application factory and one blueprint per screen."""
+import importlib
 import os
 import secrets
 
@@ -32,13 +33,43 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
     csrf.init_app(app)
 
-    from . import auth, dashboard, db, journal, lines
+    from . import auth, db, i18n
 
     db.init_app(app)
     auth.init_app(app)
-    for blueprint in (auth.bp, dashboard.bp, journal.bp, lines.bp):
-        app.register_blueprint(blueprint)
+    i18n.init_app(app)
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(f".{name}", __name__).bp)
+    app.context_processor(lambda: {"nav_items": _nav_items(app)})
     return app
+
+
+# One module per screen, each with a blueprint ``bp``.
+BLUEPRINTS = ("auth", "dashboard", "journal", "contacts", "lines", "operators", "queues", "hours", "prompts",
+              "flows", "settings", "reports", "testcall", "me", "users", "system", "api")
+
+# The menu: (endpoint, label, roles that see it). An entry shows only once its page exists.
+NAV = (
+    ("dashboard.index", "Dashboard", ("admin", "supervisor", "operator")),
+    ("me.index", "My calls", ("operator",)),
+    ("journal.index", "Journal", ("admin", "supervisor")),
+    ("contacts.index", "Callers", ("admin", "supervisor", "operator")),
+    ("reports.index", "Reports", ("admin", "supervisor")),
+    ("testcall.index", "Test call", ("admin", "supervisor")),
+    ("lines.index", "Lines", ("admin",)),
+    ("operators.index", "Operators", ("admin", "supervisor")),
+    ("queues.index", "Queues", ("admin",)),
+    ("flows.index", "Menus", ("admin",)),
+    ("prompts.index", "Prompts", ("admin",)),
+    ("hours.index", "Hours", ("admin",)),
+    ("settings.index", "Settings", ("admin",)),
+    ("users.index", "Users", ("admin",)),
+    ("system.index", "System", ("admin",)),
+)
+
+
+def _nav_items(app):
+    return [(endpoint, label, roles) for endpoint, label, roles in NAV if endpoint in app.view_functions]
 
 
 def _secret_key(data_dir):

@@ -15,9 +15,9 @@ def get_db():
     return g.db
 
 
-def get_engine():
-    """A client for the engine's control API, with a short timeout: pages never hang."""
-    return ControlClient(os.path.join(current_app.config["DATA_DIR"], SOCKET_NAME), timeout=2.0)
+def get_engine(timeout=2.0):
+    """A client for the engine's control API, with a short timeout unless told: pages never hang."""
+    return ControlClient(os.path.join(current_app.config["DATA_DIR"], SOCKET_NAME), timeout=timeout)
 
 
 def close_db(_error=None):

@@ -1,0 +1,4 @@
+"""Users and API tokens: accounts, roles, languages."""
+from flask import Blueprint
+
+bp = Blueprint("users", __name__)
