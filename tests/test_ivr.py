@@ -213,6 +213,6 @@ def test_a_second_caller_on_a_busy_line_is_journaled_as_missed_with_a_call_back(
     rows = wait_for(lambda: [c for c in ivr_box.engine.request("calls", last=100)
                              if c["caller"] == "+359888100009" and c["outcome"] == "missed"])
     events = [e["kind"] for e in ivr_box.engine.request("call", id=rows[0]["id"])["events"]]
-    assert events == ["ring", "call_waiting", "ended", "callback_task"]
+    assert events[:4] == ["ring", "call_waiting", "ended", "callback_task"]  # then the call-back may start
     tasks = [t for t in ivr_box.engine.request("callbacks") if t["number"] == "+359888100009"]
     assert [t["reason"] for t in tasks] == ["all lines busy"]
