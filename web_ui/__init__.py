@@ -61,7 +61,7 @@ NAV = (
     ("queues.index", "Queues", ("admin",)),
     ("flows.index", "Menus", ("admin",)),
     ("prompts.index", "Prompts", ("admin",)),
-    ("hours.index", "Hours", ("admin",)),
+    ("hours.index", "Hours", ("admin", "supervisor")),
     ("settings.index", "Settings", ("admin",)),
     ("users.index", "Users", ("admin",)),
     ("system.index", "System", ("admin",)),

@@ -43,8 +43,20 @@ def save_section(name, value, action=None):
     except ApplianceError as err:
         raise EngineDown(f"The engine does not answer: {err}") from err
     if answer.get("saved"):
-        audit(action or f"config.{name}", {"section": name, "value": value})
+        audit(action or f"config.{name}", {"section": name, "value": redact(value)})
     return answer
+
+
+SECRET_KEYS = ("password", "webhook_secret", "pin")
+
+
+def redact(value):
+    """``value`` with secrets (SMTP password, webhook secret, SIM PIN) replaced by "(set)" for the audit log."""
+    if isinstance(value, dict):
+        return {key: "(set)" if key in SECRET_KEYS and item else redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
 
 
 def audit(action, detail):

@@ -1,4 +1,184 @@
 """Operators: endpoints, groups, shifts, wrap-up; their live state, pause and ready."""
-from flask import Blueprint
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import MultiDict
 
-bp = Blueprint("operators", __name__)
+from appliance import schedule
+from appliance.errors import ApplianceError, ControlError
+
+from .auth import role_required
+from .configedit import EngineDown, audit, load_config, save_section
+from .db import get_engine
+from .hours import (FieldMap, box_timezone, condition_state, engine_needed, find_index, live_status, new_id,
+                    page_context, refusal_text, split_items, week_summary, weekly_form, weekly_value, whole)
+
+bp = Blueprint("operators", __name__, url_prefix="/operators")
+
+STATES = ("ready", "paused")
+SIMPLE_FIELDS = ("id", "name", "number", "groups", "wrap_up_seconds", "enabled", "shift")
+STATE_LABELS = {"ready": _l("ready"), "paused": _l("paused"), "ringing": _l("ringing"),
+                "on call": _l("on call"), "wrap-up": _l("wrap-up"),
+                "offline": _l("offline (off shift or disabled)"), "unknown": _l("unknown")}
+
+
+@bp.route("/")
+@role_required("admin", "supervisor")
+@engine_needed
+def index():
+    """Every operator with their live state, and pause / ready buttons."""
+    return _index_page()
+
+
+def _index_page(errors=None, status=200):
+    """The operators page, with ``errors`` shown above the list."""
+    config = load_config()["config"]
+    live = {op["id"]: op for op in live_status()["operators"]}
+    operators = [dict(op, live=live.get(op["id"], {}),
+                      shift_text=week_summary(op["shift"].get("weekly", {})) if op.get("shift") else None)
+                 for op in config["operators"]]
+    zone = box_timezone(config)
+    conditions = [dict(tc, state=condition_state(tc, zone)) for tc in config["time_conditions"]]
+    # The page refreshes the states from the dashboard's JSON when that screen is installed.
+    status_url = url_for("dashboard.api_status") if "dashboard.api_status" in current_app.view_functions else ""
+    return render_template("operators.html", operators=operators, conditions=conditions, errors=errors or {},
+                           state_labels=STATE_LABELS, state_texts={k: str(v) for k, v in STATE_LABELS.items()},
+                           status_url=status_url), status
+
+
+@bp.route("/<operator_id>/state", methods=("POST",))
+@role_required("admin", "supervisor")
+@engine_needed
+def set_state(operator_id):
+    """Pause an operator or make them ready again (as their PAUSE / READY SMS would)."""
+    state = request.form.get("state", "")
+    if state not in STATES:
+        return _index_page({"form": _("The state must be ready or paused.")}, 400)
+    try:
+        get_engine().request("operator", operator=operator_id, state=state)
+    except ControlError as err:  # the engine answered: no such operator
+        return _index_page({"form": str(err)}, 400)
+    except ApplianceError as err:
+        raise EngineDown(_("The engine does not answer: %(error)s", error=err)) from err
+    audit("operator.state", {"operator": operator_id, "state": state})
+    flash(_("%(id)s is paused.", id=operator_id) if state == "paused" else _("%(id)s is ready.", id=operator_id))
+    return redirect(url_for("operators.index"))
+
+
+@bp.route("/new", methods=("GET", "POST"))
+@role_required("admin")
+@engine_needed
+def new():
+    """Add an operator."""
+    config = load_config()["config"]
+    if request.method == "GET":
+        return _form_page(config, MultiDict([("enabled", "on"), ("shift_mode", "always"),
+                                             ("wrap_up_seconds", "0")]), None, {})
+    return _save(config, None)
+
+
+@bp.route("/<operator_id>/edit", methods=("GET", "POST"))
+@role_required("admin")
+@engine_needed
+def edit(operator_id):
+    """Change an operator."""
+    config = load_config()["config"]
+    i = find_index(config["operators"], operator_id)
+    if i is None:
+        return _index_page({"form": _("There is no operator %(id)s.", id=operator_id)}, 404)
+    if request.method == "GET":
+        return _form_page(config, operator_form(config["operators"][i]), operator_id, {})
+    return _save(config, i)
+
+
+@bp.route("/<operator_id>/delete", methods=("POST",))
+@role_required("admin")
+@engine_needed
+def delete(operator_id):
+    """Remove an operator; the engine refuses when a queue would be left with nobody."""
+    config = load_config()["config"]
+    operators = config["operators"]
+    i = find_index(operators, operator_id)
+    if i is None:
+        return _index_page({"form": _("There is no operator %(id)s.", id=operator_id)}, 404)
+    del operators[i]
+    answer = save_section("operators", operators, "operators.delete")
+    if not answer["saved"]:
+        return _index_page({"form": refusal_text(answer, config)}, 400)
+    flash(_("Operator %(id)s deleted.", id=operator_id))
+    return redirect(url_for("operators.index"))
+
+
+def operator_form(operator):
+    """The form showing ``operator``."""
+    pairs = [(key, operator.get(key, "")) for key in ("id", "name", "number")]
+    pairs += [("groups", group) for group in operator.get("groups", [])]
+    pairs.append(("wrap_up_seconds", str(operator.get("wrap_up_seconds", 0))))
+    if operator.get("enabled", True):
+        pairs.append(("enabled", "on"))
+    shift = operator.get("shift")
+    pairs.append(("shift_mode", "weekly" if shift else "always"))
+    if shift:
+        pairs += weekly_form("shift", shift.get("weekly", {}))
+    return MultiDict(pairs)
+
+
+def operator_value(form, old, fields):
+    """The operator typed in ``form``, keeping what the page does not show from ``old``."""
+    operator = dict(old or {})
+    operator["id"] = (old or {}).get("id") or form.get("id", "").strip()
+    operator["name"] = form.get("name", "").strip()
+    operator["number"] = form.get("number", "").strip().replace(" ", "")
+    groups = form.getlist("groups") + split_items(form.get("new_groups", "").lower())
+    operator["groups"] = list(dict.fromkeys(groups))  # in order, each once
+    for i, group in enumerate(operator["groups"]):
+        fields.add(f"groups[{i}]", "groups", group)
+    wrap_up = whole(form.get("wrap_up_seconds"))
+    operator["wrap_up_seconds"] = 0 if wrap_up is None else wrap_up
+    operator["enabled"] = "enabled" in form
+    if form.get("shift_mode") == "weekly":
+        # Holidays or special days set elsewhere stay; the page edits the week.
+        shift = dict(operator.get("shift") or {})
+        shift["weekly"] = weekly_value(form, "shift", "shift.weekly", fields)
+        operator["shift"] = shift
+    else:
+        operator.pop("shift", None)
+    return operator
+
+
+def _save(config, index):
+    """Send the typed operator to the engine; on refusal show the form again with the message."""
+    operators = config["operators"]
+    old = operators[index] if index is not None else None
+    fields = FieldMap("operators", simple=SIMPLE_FIELDS)
+    operator = operator_value(request.form, old, fields)
+    if old is None:
+        operator["id"] = operator["id"] or new_id(operator["name"], {op["id"] for op in operators}, "operator")
+        operators.append(operator)
+        index = len(operators) - 1
+    else:
+        operators[index] = operator
+    fields.prefix = f"operators[{index}]"
+    answer = save_section("operators", operators, "operators.add" if old is None else "operators.edit")
+    if not answer["saved"]:
+        errors = fields.errors(answer)
+        if "form" in errors:  # another part of the configuration (a queue) depends on this operator
+            errors = {"form": refusal_text(answer, config)}
+        return _form_page(config, request.form, old and old["id"], errors, 400)
+    flash(_("Operator %(name)s saved.", name=operator["name"]))
+    return redirect(url_for("operators.index"))
+
+
+def known_groups(config):
+    """Every group an operator is in or a queue asks for, sorted."""
+    groups = {g for op in config["operators"] for g in op.get("groups", [])}
+    groups |= {g for queue in config["queues"] for g in queue.get("groups", [])}
+    return sorted(groups)
+
+
+def _form_page(config, form, operator_id, errors, status=200):
+    """The add/edit form of one operator."""
+    groups = known_groups(config)
+    groups += [g for g in form.getlist("groups") if g not in groups]
+    return render_template("operators_form.html", form=form, operator_id=operator_id, errors=errors,
+                           groups=groups, weekdays=schedule.WEEKDAYS, **page_context()), status
