@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from firmware.errors import FirmwareError
 
 from . import journal as journal_module
-from . import notify, recordings, schedule
+from . import backup, notify, recordings, schedule
 from .calls import CallSession
 from .config import LIST_SECTIONS, SINGLE_SECTIONS, ConfigStore
 from .config import validate as validate_config
@@ -79,6 +79,7 @@ class Engine:
         """Load the configuration, prepare prompts, open the journal, lines and socket."""
         self.config = self.store.load()
         ensure_prompts(self.config, self.data_dir)
+        backup.apply_pending_journal(self.data_dir)  # a journal restored while the engine ran
         self.journal = journal_module.Journal.open(os.path.join(self.data_dir, journal_module.JOURNAL_FILE))
         interrupted = self.journal.close_unfinished("the engine stopped during the call")
         if interrupted:

@@ -30,7 +30,7 @@ def create_app(test_config=None):
     app.config["DATA_DIR"] = os.path.abspath(app.config["DATA_DIR"])
     os.makedirs(app.config["DATA_DIR"], exist_ok=True)
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
+        app.config["SECRET_KEY"] = load_secret_key(app.config["DATA_DIR"])
     csrf.init_app(app)
 
     from . import auth, db, i18n
@@ -72,7 +72,7 @@ def _nav_items(app):
     return [(endpoint, label, roles) for endpoint, label, roles in NAV if endpoint in app.view_functions]
 
 
-def _secret_key(data_dir):
+def load_secret_key(data_dir):
     """The box's session-signing key: made once, readable by the box only."""
     path = os.path.join(data_dir, "web-secret.key")
     if not os.path.exists(path):

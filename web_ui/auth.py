@@ -27,8 +27,10 @@ def _guard():
     user_id = session.get("user_id")
     if user_id is not None:
         g.user = accounts.get_user(get_db(), user_id)
-        if g.user is None:
-            session.clear()  # the account is gone
+        # The account is gone, or a restored journal gave its id to someone else.
+        if g.user is None or g.user["username"] != session.get("username"):
+            g.user = None
+            session.clear()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if not accounts.count_users(get_db()):
@@ -109,6 +111,7 @@ def _log_in(user_id):
     session.clear()
     session.permanent = True
     session["user_id"] = user_id
+    session["username"] = accounts.get_user(get_db(), user_id)["username"]
 
 
 def _safe_next(target):
