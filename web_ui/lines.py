@@ -1,17 +1,110 @@
-"""A line's page: its modem and SIM, outages, SMS, and the test SMS and balance buttons."""
+"""Lines: the list with live state, each line's configuration, and a line's own page.
+
+A line's page shows its modem and SIM, outages and SMS, with the test SMS and balance
+buttons. Its configuration form edits every setting of a line without JSON; the SIM PIN
+is write-only (never sent back to the browser).
+"""
+import copy
+import math
 import re
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
+from appliance.config import ID_PATTERN, LINE_DRIVERS
 from appliance.errors import ApplianceError, ControlError
 
 from .auth import role_required
+from .configedit import EngineDown, load_config, save_section
 from .db import get_engine
+from .flows import describe_field
 
 bp = Blueprint("lines", __name__, url_prefix="/lines")
 
 NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 MAX_SMS_TEXT = 1000
+BINDINGS = ("port", "imei", "iccid")
+TEXT_FIELDS = ("name", "driver", "port", "audio_port", "flow", "greeting", "balance_ussd", "sms_mode")
+INTEGER_FIELDS = ("microphone_gain", "speaker_gain", "balance_check_hours")
+SWITCHES = ("inbound", "outbound", "enabled")  # the engine defaults these to on
+RESERVED_IDS = ("new",)  # /lines/new is the form for a new line
+
+
+@bp.errorhandler(EngineDown)
+def _engine_down(err):
+    """Without the engine there is no configuration to show or change: say so."""
+    return render_template("lines.html", rows=[], engine_error=str(err)), 503
+
+
+@bp.route("/")
+@role_required("admin")
+def index():
+    """Every configured line with its live state."""
+    config = load_config()["config"]
+    try:
+        live = {line["id"]: line for line in get_engine().request("status")["lines"]}
+    except ApplianceError:
+        live = {}
+    rows = [{"line": line, "live": live.get(line["id"]), "binding": binding_text(line)} for line in config["lines"]]
+    return render_template("lines.html", rows=rows, engine_error=None)
+
+
+@bp.route("/new")
+@role_required("admin")
+def new():
+    """The form for a new line."""
+    config = load_config()["config"]
+    return _form_page(config, None, _form_values({"driver": "auto"}), {})
+
+
+@bp.route("/", methods=("POST",))
+@role_required("admin")
+def create():
+    """Add a line."""
+    config = load_config()["config"]
+    line_id = request.form.get("id", "").strip()
+    errors = _new_id_errors(config, line_id)
+    line, form_errors = line_from_form(request.form, {"id": line_id})
+    errors.update(form_errors)
+    if errors:
+        return _form_page(config, None, _posted_values(), errors, status=400)
+    return _save(config, None, line, _("Line %(id)s added.", id=line_id))
+
+
+@bp.route("/<line_id>/edit")
+@role_required("admin")
+def edit(line_id):
+    """A line's configuration form."""
+    config = load_config()["config"]
+    line = _find(config, line_id)
+    return _form_page(config, line, _form_values(line), {})
+
+
+@bp.route("/<line_id>/edit", methods=("POST",))
+@role_required("admin")
+def update(line_id):
+    """Save a line's configuration; the engine restarts the line only if something changed."""
+    config = load_config()["config"]
+    old = _find(config, line_id)
+    line, errors = line_from_form(request.form, old)
+    if errors:
+        return _form_page(config, old, _posted_values(), errors, status=400)
+    return _save(config, line_id, line, _("Line %(id)s saved.", id=line_id))
+
+
+@bp.route("/<line_id>/delete", methods=("POST",))
+@role_required("admin")
+def delete(line_id):
+    """Remove a line; refused while a campaign or a virtual modem still names it."""
+    config = load_config()["config"]
+    old = _find(config, line_id)
+    remaining = [line for line in config["lines"] if line["id"] != line_id]
+    answer = save_section("lines", remaining, "lines.delete")
+    if not answer["saved"]:
+        message = f"{describe_field(answer['field'], config)}: {answer['message']}"
+        return _form_page(config, old, _form_values(old), {"delete": message}, status=400)
+    flash(_("Line %(id)s deleted.", id=line_id))
+    return redirect(url_for("lines.index"))
 
 
 @bp.route("/<line_id>")
@@ -24,7 +117,8 @@ def show(line_id):
         abort(404)
     except ApplianceError as err:
         return render_template("line.html", line_id=line_id, details=None, error=str(err), form={}), 503
-    return render_template("line.html", line_id=line_id, details=details, error=None, form={})
+    return render_template("line.html", line_id=line_id, details=details, error=None, form={},
+                           can_edit=_is_configured(line_id))
 
 
 @bp.route("/<line_id>/sms", methods=("POST",))
@@ -66,3 +160,150 @@ def _page_with_errors(line_id, errors):
         details = None
     return render_template("line.html", line_id=line_id, details=details, error=None,
                            errors=errors, form=request.form), 400
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def line_from_form(form, old):
+    """The line a posted form describes, built on ``old`` so that fields it does not show (power) stay."""
+    line, errors = copy.deepcopy(old), {}
+    for key in TEXT_FIELDS:
+        _set_or_drop(line, key, form.get(key, "").strip())
+    binding = form.get("binding", "port")
+    if binding not in BINDINGS:
+        errors["binding"] = _("Choose how the box finds the modem.")
+    for key in ("imei", "iccid"):
+        # Only the chosen identity is kept: a line bound by IMEI must not also be held to an old ICCID.
+        _set_or_drop(line, key, form.get(key, "").strip() if binding == key else "")
+    for key in INTEGER_FIELDS:
+        _set_or_drop(line, key, _number(form.get(key, ""), int))
+    _set_or_drop(line, "low_balance", _number(form.get("low_balance", "").replace(",", "."), float))
+    for key in SWITCHES:
+        line[key] = key in form
+    if "volte" in form:
+        line["volte"] = True
+    elif "volte" in line:
+        line["volte"] = False  # written only once it was set, so an untouched line stays byte-equal
+    _apply_pin(line, form)
+    return line, errors
+
+
+def _apply_pin(line, form):
+    """A typed PIN replaces the old one, "remove" drops it, an empty field keeps it."""
+    if form.get("pin_remove"):
+        line.pop("pin", None)
+    elif form.get("pin", "").strip():
+        line["pin"] = form["pin"].strip()
+
+
+def _set_or_drop(line, key, value):
+    if value in ("", None):
+        line.pop(key, None)
+    else:
+        line[key] = value
+
+
+def _number(text, kind):
+    """``text`` as a number of ``kind``; as typed when it is not one, so that the engine names the problem."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        return text
+    return int(value) if kind is float and value.is_integer() else value
+
+
+def _save(config, line_id, line, done_message):
+    """Send the lines section with ``line`` added or replaced; the form again with the refusal, if refused."""
+    lines = copy.deepcopy(config["lines"])
+    position = next((i for i, item in enumerate(lines) if item["id"] == line_id), None)
+    if position is None:
+        position = len(lines)
+        lines.append(line)
+    else:
+        lines[position] = line
+    answer = save_section("lines", lines, "lines.create" if line_id is None else "lines.update")
+    if not answer["saved"]:
+        old = None if line_id is None else _find(config, line_id)
+        errors = _errors_for(answer, position, config)
+        return _form_page(config, old, _posted_values(), errors, status=400)
+    flash(done_message)
+    return redirect(url_for("lines.index"))
+
+
+def _errors_for(answer, position, config):
+    """The refusal at the form field it names ("lines[2].pin" → pin), else above the form."""
+    prefix = f"lines[{position}]."
+    if answer["field"].startswith(prefix):
+        field = answer["field"][len(prefix):].split(".")[0].split("[")[0]
+        return {field: answer["message"]}
+    return {"form": f"{describe_field(answer['field'], config)}: {answer['message']}"}
+
+
+def _new_id_errors(config, line_id):
+    if not ID_PATTERN.fullmatch(line_id) or line_id in RESERVED_IDS:
+        return {"id": _("Use lower-case letters, digits, - or _, starting with a letter (not \"new\").")}
+    if any(line["id"] == line_id for line in config["lines"]):
+        return {"id": _("There is a line %(id)s already.", id=line_id)}
+    return {}
+
+
+def _find(config, line_id):
+    """The configured line ``line_id``; 404 if there is none."""
+    line = next((line for line in config["lines"] if line["id"] == line_id), None)
+    if line is None:
+        abort(404)
+    return line
+
+
+def _is_configured(line_id):
+    try:
+        return any(line["id"] == line_id for line in load_config()["config"]["lines"])
+    except EngineDown:
+        return False
+
+
+def binding_text(line):
+    """How the box finds the line's modem, in words."""
+    if line.get("imei"):
+        return _("IMEI %(imei)s", imei=line["imei"])
+    if line.get("iccid"):
+        return _("SIM %(iccid)s", iccid=line["iccid"])
+    return f"{line.get('port', '')} + {line.get('audio_port', '')}"
+
+
+def _form_values(line):
+    """A line as its form shows it; the PIN only as "set" or not."""
+    values = {key: "" if line.get(key) is None else str(line[key])
+              for key in ("id", "imei", "iccid", "low_balance") + TEXT_FIELDS + INTEGER_FIELDS}
+    values["binding"] = "imei" if line.get("imei") else "iccid" if line.get("iccid") else "port"
+    for key in SWITCHES:
+        values[key] = line.get(key, True)
+    values["volte"] = bool(line.get("volte"))
+    values["pin_set"] = bool(line.get("pin"))
+    return values
+
+
+def _posted_values():
+    """The posted form, to show again as typed (all but the PIN)."""
+    values = {key: request.form.get(key, "") for key in ("id", "binding", "imei", "iccid", "low_balance")
+              + TEXT_FIELDS + INTEGER_FIELDS}
+    for key in SWITCHES + ("volte",):
+        values[key] = key in request.form
+    return values
+
+
+def _form_page(config, line, values, errors, status=200):
+    """The configuration form of ``line`` (None: a new line)."""
+    if line is not None:
+        values["id"] = line["id"]  # not a field of the edit form: a line keeps its id
+        values["pin_set"] = bool(line.get("pin"))
+    prompts = sorted({p["id"] for p in config["prompts"]})
+    page = render_template("lines_form.html", line=line, values=values, errors=errors, drivers=LINE_DRIVERS,
+                           flows=[(f["id"], f.get("name") or f["id"]) for f in config["flows"]], prompts=prompts)
+    return page, status
