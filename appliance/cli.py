@@ -18,6 +18,9 @@ from .paths import default_data_dir
 log = logging.getLogger("hotline")
 
 TWIN_SOCKET = "twin.sock"
+# Each open live page (dashboard, wallboard, an operator's phone) holds a thread for its
+# event stream; web_ui.dashboard allows 24 of them, leaving the rest for pages.
+WEB_THREADS = 32
 EMULATOR_MODELS = ("sim800", "sim7600", "e1550", "ec25")
 
 
@@ -131,7 +134,7 @@ def cmd_web(args):
 
     app = create_app({"DATA_DIR": args.data})
     log.info("web UI on http://%s:%d/", args.host, args.port)
-    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="hotline")
+    waitress.serve(app, host=args.host, port=args.port, threads=WEB_THREADS, ident="hotline")
 
 
 def cmd_twin(args):
