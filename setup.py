@@ -20,6 +20,6 @@ setup(
         "numpy>=1.24",
         "gpiozero>=2.0",
     ],
-    extras_require={"test": ["pytest>=8", "playwright>=1.40", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=8", "playwright>=1.40", "hypothesis>=6", "schemathesis>=4.32,<5"]},
     entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
 )

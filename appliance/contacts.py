@@ -41,7 +41,7 @@ class ContactError(ApplianceError, ValueError):
 
 def valid_number(number):
     """True for a phone number the box stores: an optional + and 3-15 digits."""
-    return isinstance(number, str) and NUMBER_PATTERN.match(number) is not None
+    return isinstance(number, str) and NUMBER_PATTERN.fullmatch(number) is not None
 
 
 def _check_number(number):
@@ -57,9 +57,12 @@ def parse_date(text, field):
     if not text:
         return None
     try:
-        return datetime.date.fromisoformat(text.strip())
+        day = datetime.date.fromisoformat(text.strip())
     except (ValueError, AttributeError) as err:
         raise ContactError(field, "Enter a date as YYYY-MM-DD.") from err
+    if not 1970 <= day.year <= 2999:  # the day after 9999-12-31 does not exist
+        raise ContactError(field, "Enter a date between 1970 and 2999.")
+    return day
 
 
 def _like(text):

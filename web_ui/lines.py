@@ -127,7 +127,7 @@ def send_sms(line_id):
     """Send a test SMS through the line."""
     to, text = request.form.get("to", "").strip(), request.form.get("text", "")
     errors = {}
-    if not NUMBER.match(to):
+    if not NUMBER.fullmatch(to):
         errors["to"] = "Enter a phone number such as +359888123456."
     if not text.strip() or len(text) > MAX_SMS_TEXT:
         errors["text"] = f"Enter the message (up to {MAX_SMS_TEXT} characters)."

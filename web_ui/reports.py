@@ -62,9 +62,10 @@ def preset_range(preset, today):
 
 def _date(text):
     try:
-        return datetime.date.fromisoformat(text)
+        day = datetime.date.fromisoformat(text)
     except (TypeError, ValueError):
         return None
+    return day if 1970 <= day.year <= 2999 else None  # the ends of the calendar overflow in UTC
 
 
 def _number(args, key, default, low, high, kind=int):
