@@ -118,6 +118,9 @@ def test_a_newcomer_sets_up_operators_a_menu_a_test_call_and_reads_the_report(br
     page.wait_for_function("document.getElementById('recording') && document.getElementById('recording').readyState >= 1",
                            timeout=30_000)
     assert page.evaluate("document.getElementById('recording').duration") > 5
+    page.fill("textarea[name=note]", "Asked about the bachelor programme; call back with the dates.")
+    page.click("text=Add the note")
+    expect(page.locator("#notes")).to_contain_text("call back with the dates")
 
     # The day's report counts it as offered and answered.
     page.goto(web_url + "/reports/?group_by=queue")
