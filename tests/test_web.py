@@ -168,3 +168,18 @@ def test_operators_may_not_open_the_journal_or_recordings(admin_client, app, rec
     for path in ("/journal/", f"/journal/{call_id}", f"/journal/{call_id}/recording"):
         assert admin_client.get(path).status_code == 403
     assert "Journal</a>" not in admin_client.get("/").get_data(as_text=True)
+
+
+def test_lines_without_live_details_render(app):
+    """A line that is starting or down has no signal yet: the pages still render (they used to fail)."""
+    starting = {"lines": [{"id": "gsm1", "state": "starting", "activity": "starting"},
+                          {"id": "gsm2", "state": "down", "error": "port closed", "activity": "down"}],
+                "calls": [], "queue": [], "operators": [], "media": {"ticks": 0, "late_ticks": 0}}
+    with app.test_request_context():
+        from flask import render_template
+        html = render_template("dashboard.html", status=starting)
+        rows = [{"line": {"id": live["id"], "driver": "sim7600", "enabled": True}, "live": live, "binding": "port"}
+                for live in starting["lines"]]
+        lines_page = render_template("lines.html", rows=rows, engine_error=None)
+    assert 'data-line="gsm1"' in html and "port closed" in html
+    assert 'data-line="gsm2"' in lines_page and "port closed" in lines_page
