@@ -44,6 +44,7 @@ class _Pending:
     result: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
     prompt: threading.Event | None = None  # set when the modem asks for the payload ("> ")
+    ok: tuple = FINAL_OK  # the final results that mean success (a voice modem adds CONNECT, VCON)
 
     def expects_call_result(self):
         """Whether NO CARRIER/BUSY/... ends this command rather than arriving as a URC."""
@@ -54,12 +55,19 @@ class _Pending:
 class ATChannel:
     """A serial AT port: send a command, get its answer lines; URCs go to a handler."""
 
-    def __init__(self, url, on_urc, *, on_closed=None, baudrate=115200, name=None):
+    def __init__(self, url, on_urc, *, on_closed=None, baudrate=115200, name=None, byte_filter=None,
+                 ok_results=FINAL_OK, urc_prefixes=URC_PREFIXES, write_timeout=None):
         self.name = name or url
         self._on_urc = on_urc
         self._on_closed = on_closed
-        self._serial = _open(url, baudrate)
+        # A voice modem streams audio on this same port: its filter takes every byte read
+        # first and gives back only the text meant for the line splitter.
+        self._filter = byte_filter
+        self._ok = tuple(ok_results)
+        self._urc_prefixes = tuple(urc_prefixes)
+        self._serial = _open(url, baudrate, write_timeout)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._pending = None
         self._stop = threading.Event()
         self._urcs = queue.Queue()
@@ -74,19 +82,22 @@ class ATChannel:
         """True once the port is closed or lost."""
         return self._closed
 
-    def command(self, command, *, timeout=5.0, prefix=None, payload=None):
+    def command(self, command, *, timeout=5.0, prefix=None, payload=None, terminator="\r"):
         """Send ``command`` and return its information lines; raise on error or timeout.
 
         ``prefix`` (``"+CSQ:"``) claims lines that would otherwise pass for URCs. With
         ``payload`` (an SMS PDU), wait for the ``> `` prompt, send it and end it with Ctrl-Z.
+        ``terminator=""`` sends a shielded code (``<DLE>^``) that ends a voice stream and
+        waits for its final result like any command.
         """
         with self._lock:
             if self._closed:
                 raise PortClosed(f"{self.name} is closed")
-            pending = _Pending(command, prefix, prompt=threading.Event() if payload is not None else None)
+            pending = _Pending(command, prefix, prompt=threading.Event() if payload is not None else None,
+                               ok=self._ok)
             self._pending = pending
             try:
-                self._write(command + "\r")
+                self._write(command + terminator)
                 if payload is not None:
                     self._send_payload(pending, payload, timeout)
                 if not pending.done.wait(timeout):
@@ -103,6 +114,26 @@ class ATChannel:
             return
         self._write(payload + "\x1a")
 
+    def write_bytes(self, data):
+        """Write raw bytes outside any command (voice audio, a dial abort); False if the port
+        would not take them in time (the caller drops them rather than stall)."""
+        if self._closed:
+            raise PortClosed(f"{self.name} is closed")
+        try:
+            with self._write_lock:
+                self._serial.write(data)
+        except serial.SerialTimeoutException:
+            return False
+        except (serial.SerialException, OSError, TypeError) as err:
+            self._mark_closed()
+            raise PortClosed(f"{self.name}: write failed: {err}") from err
+        return True
+
+    def post(self, item):
+        """Queue ``item`` for the URC handler's thread, in order with the URCs (a stream filter's events)."""
+        if not self._closed:
+            self._urcs.put(item)
+
     def close(self):
         """Stop the threads and close the port; safe to call twice."""
         self._stop.set()
@@ -115,7 +146,8 @@ class ATChannel:
 
     def _write(self, text):
         try:
-            self._serial.write(text.encode("ascii"))
+            with self._write_lock:
+                self._serial.write(text.encode("ascii"))
         except (serial.SerialException, OSError) as err:
             self._mark_closed()
             raise PortClosed(f"{self.name}: write failed: {err}") from err
@@ -129,6 +161,8 @@ class ATChannel:
                 if not self._stop.is_set():
                     log.warning("%s: port lost: %s", self.name, err)
                 break
+            if self._filter is not None:
+                chunk = self._filter(chunk)
             buffer = self._split_lines(buffer + chunk)
             buffer = self._check_prompt(buffer)
         self._mark_closed()
@@ -173,7 +207,7 @@ class ATChannel:
         elif _is_final(line, pending):
             pending.result = line
             pending.done.set()
-        elif _is_urc(line, pending):
+        elif _is_urc(line, pending, self._urc_prefixes):
             self._urcs.put(line)
         else:
             pending.lines.append(line)
@@ -205,28 +239,28 @@ class ATChannel:
             self._on_closed()
 
 
-def _open(url, baudrate):
+def _open(url, baudrate, write_timeout=None):
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True)
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True, write_timeout=write_timeout)
     except (serial.SerialException, OSError, ValueError) as err:
         raise PortClosed(f"cannot open {url}: {err}") from err
 
 
 def _is_final(line, pending):
-    if line in FINAL_OK or line.startswith(FINAL_ERROR):
+    if line in pending.ok or line.startswith(FINAL_ERROR):
         return True
     return pending.expects_call_result() and line.startswith(CALL_RESULTS)
 
 
-def _is_urc(line, pending):
+def _is_urc(line, pending, prefixes=URC_PREFIXES):
     if pending.prefix and line.startswith(pending.prefix):
         return False
-    return line.startswith(URC_PREFIXES)
+    return line.startswith(prefixes)
 
 
 def _outcome(pending, name):
     if pending.result is None:
         raise PortClosed(f"{name}: port closed during {pending.command!r}")
-    if pending.result in FINAL_OK:
+    if pending.result in pending.ok:
         return pending.lines
     raise ATCommandError(pending.command, pending.result)

@@ -8,10 +8,11 @@ from .errors import ATCommandError, FirmwareError
 from .huawei import HuaweiLine
 from .quectel import QuectelLine
 from .simcom import Sim800Line, Sim7600Line
+from .voicemodem import VoiceModemLine, choose_format, parse_formats
 
 log = logging.getLogger(__name__)
 
-FAMILIES = {line.family: line for line in (Sim800Line, Sim7600Line, HuaweiLine, QuectelLine)}
+FAMILIES = {line.family: line for line in (Sim800Line, Sim7600Line, HuaweiLine, QuectelLine, VoiceModemLine)}
 
 
 def family_for_model(text):
@@ -66,6 +67,10 @@ def _identify(channel, timeout):
     ask("ATE0")
     model = " ".join(ask("AT+CGMM")) or " ".join(ask("ATI"))
     family = family_for_model(model) or family_for_model(" ".join(ask("ATI")))
+    if family is None or family is VoiceModemLine:
+        voice = _voice_modem(channel, ask)
+        if voice is not None:
+            return voice
     rssi = _number_after(ask("AT+CSQ", "+CSQ:"), "+CSQ:")
     return {
         "port": channel.name.split(" ", 1)[1],
@@ -79,6 +84,30 @@ def _identify(channel, timeout):
         "operator": _quoted(ask("AT+COPS?", "+COPS:")),
         "signal_dbm": None if rssi in (None, 99) else -113 + 2 * rssi,
         "registration": _registration(ask("AT+CREG?", "+CREG:")),
+    }
+
+
+def _voice_modem(channel, ask):
+    """A V.253 voice modem: +FCLASS=? lists 8, +VSM=? its sample formats (in voice mode only)."""
+    classes = " ".join(ask("AT+FCLASS=?")).replace("+FCLASS:", "").strip()
+    if "8" not in [part.strip() for part in classes.strip("()").split(",")]:
+        return None
+    ask("AT+FCLASS=8")
+    formats = parse_formats(ask("AT+VSM=?"))
+    ask("AT+FCLASS=0")  # a probe leaves the modem as it found it (data mode)
+    chosen = choose_format(formats)
+    model = " ".join(ask("ATI3")) or " ".join(ask("ATI"))
+    return {
+        "port": channel.name.split(" ", 1)[1],
+        "family": VoiceModemLine.family,
+        "manufacturer": " ".join(ask("AT+GMI")),
+        "model": model,
+        "firmware": " ".join(ask("AT+GMR")),
+        "imei": "", "iccid": "", "sim": "none (analog line)", "operator": "", "signal_dbm": None,
+        "registration": "analog line",
+        "classes": classes,
+        "voice_formats": [f.describe() for f in formats],
+        "voice_format": chosen.describe() if chosen else None,
     }
 
 
@@ -163,11 +192,16 @@ def audio_port_beside(at_port, family):
     return "/dev/" + os.path.basename(ttys[0])
 
 
-def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None, sms_mode="pdu"):
-    """Open a line of ``family`` on ``port``; with "auto", identify the modem first."""
+def open_line(port, on_event, *, family="auto", audio_port=None, name="gsm", pin=None, sms_mode="pdu", rings=2):
+    """Open a line of ``family`` on ``port``; with "auto", identify the modem first.
+
+    ``rings`` is how many rings an analog line lets pass before it answers.
+    """
     if family == "auto":
         found = probe(port)["family"] or _family_by_usb_ids(port)
         if found is None:
-            raise FirmwareError(f"{port}: not a supported GSM modem")
+            raise FirmwareError(f"{port}: not a supported GSM or voice modem")
         family = found
+    if family == VoiceModemLine.family:
+        return VoiceModemLine(port, on_event, name=name, rings=rings)
     return FAMILIES[family](port, on_event, audio_port=audio_port, name=name, pin=pin, sms_mode=sms_mode)

@@ -6,6 +6,7 @@ from firmware import pdu
 
 from .modems import EmulatedModem, _cli_type, _ModemError, _ton
 from .phones import dtmf_frames
+from .voicemodem import EmulatedVoiceModem
 
 END_CAUSE_CODES = {"remote": 16, "busy": 17, "no answer": 19, "unreachable": 1}
 
@@ -256,3 +257,6 @@ class Ec25Emulator(EmulatedModem):
 
 
 EMULATORS = {cls.family: cls for cls in (Sim800Emulator, Sim7600Emulator, HuaweiEmulator, Ec25Emulator)}
+# Every emulated modem the twin can build, the analog voice modem too. EMULATORS stays the
+# GSM families: their shared tests (call waiting, +CCWA) run over each of its entries.
+ALL_EMULATORS = {**EMULATORS, EmulatedVoiceModem.family: EmulatedVoiceModem}

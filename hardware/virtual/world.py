@@ -14,7 +14,7 @@ import wave
 from pydub.exceptions import CouldntDecodeError
 
 from .network import NetworkError, VirtualNetwork
-from .families import EMULATORS
+from .families import ALL_EMULATORS
 from .phones import VirtualCaller, VirtualPhone, wav_frames
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ class VirtualWorld:
             raise
 
     def _add_modem(self, item):
-        modem = EMULATORS[item["model"]](self.network, item["number"], imei=item.get("imei") or _imei(len(self.modems)),
-                                         pin=item.get("pin"))
+        modem = ALL_EMULATORS[item["model"]](self.network, item["number"],
+                                             imei=item.get("imei") or _imei(len(self.modems)), pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")
-        self._link(modem.audio.path, f"{item['line']}-audio")
+        if modem.audio is not None:  # a voice modem streams its audio on its one port
+            self._link(modem.audio.path, f"{item['line']}-audio")
 
     def _link(self, target, name):
         directory = os.path.join(self.data_dir, "dev")
@@ -64,7 +65,8 @@ class VirtualWorld:
         """What is attached: modems by line with their ports, phones by number."""
         return {
             "modems": [{"line": line, "model": modem.model, "number": modem.number,
-                        "at_port": modem.at.path, "audio_port": modem.audio.path}
+                        "at_port": modem.at.path, "audio_port": modem.audio.path if modem.audio else None,
+                        **({"off_hook": modem.off_hook} if hasattr(modem, "off_hook") else {})}
                        for line, modem in self.modems.items()],
             "phones": [phone.describe() for phone in self.phones],
         }
