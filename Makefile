@@ -7,7 +7,7 @@ DATA ?= var
 PORT ?= 8080
 # Debian packages the box needs at run time (prompts, audio conversion), and for tests.
 DEB_PACKAGES := espeak-ng ffmpeg
-TEST_DEB_PACKAGES := chromium
+TEST_DEB_PACKAGES := chromium shellcheck systemd udev
 
 .PHONY: run test bench setup system-packages clean
 

@@ -21,24 +21,57 @@ class PowerError(FirmwareError, OSError):
 
 
 class GpioPowerKey:
-    """Pulses a GPIO pin wired to the modem's PWRKEY or RESET line."""
+    """Pulses a GPIO pin wired to the modem's PWRKEY or RESET line.
 
-    def __init__(self, pin, *, active_high=True, pulse_seconds=1.5, pin_factory=None):
+    With a ``reset_pin`` as well, a cycle pulses RESET instead: a hung modem's firmware may
+    ignore its power key (which only toggles power, so it could also leave the modem off),
+    while RESET restarts it whatever state it is in. ``pulse_key`` still works the key, for
+    a modem that is off.
+    """
+
+    def __init__(self, pin, *, active_high=True, pulse_seconds=1.5, pin_factory=None,
+                 reset_pin=None, reset_seconds=0.5):
         from gpiozero import DigitalOutputDevice
 
+        self.pin = pin
+        self.reset_pin = reset_pin
         self.pulse_seconds = pulse_seconds
+        self.reset_seconds = reset_seconds
         self._device = DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
                                            pin_factory=pin_factory)
+        self._reset = None
+        if reset_pin is not None:
+            try:
+                self._reset = DigitalOutputDevice(reset_pin, active_high=active_high, initial_value=False,
+                                                  pin_factory=pin_factory)
+            except Exception:
+                self._device.close()  # both pins or neither: never leave one reserved
+                raise
 
     def cycle(self):
-        """Hold the key for the pulse time, then let go."""
-        self._device.on()
-        time.sleep(self.pulse_seconds)
-        self._device.off()
+        """Restart the modem: pulse RESET when it is wired, else hold the power key."""
+        if self._reset is not None:
+            self._pulse(self._reset, self.reset_seconds)
+        else:
+            self.pulse_key()
+
+    def pulse_key(self):
+        """Hold the power key for the pulse time, then let go."""
+        self._pulse(self._device, self.pulse_seconds)
+
+    @staticmethod
+    def _pulse(device, seconds):
+        device.on()
+        try:
+            time.sleep(seconds)
+        finally:
+            device.off()  # a key left pressed would switch the modem off again
 
     def close(self):
-        """Release the pin; safe to call twice."""
+        """Release the pins; safe to call twice."""
         self._device.close()
+        if self._reset is not None:
+            self._reset.close()
 
 
 class UsbReset:
