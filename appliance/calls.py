@@ -10,6 +10,7 @@ import os
 import time
 
 from .dtmf import DtmfDetector
+from .health import recording_refusal
 from .media import CallMedia, LoopPlayer, Player, Recorder, bridge, unbridge
 from .prompts import music_path, prompt_path, resolve_prompt
 
@@ -103,6 +104,10 @@ class CallSession:
     def _recorder(self):
         mode = self.engine.config["settings"]["recording"]
         if mode == "off" or self.role not in RECORDED_ROLES:
+            return None
+        refusal = recording_refusal(self.engine.data_dir)
+        if refusal:  # the journal's disk must not fill up: the call goes on unrecorded, and says so
+            self.engine.journal.add_event(self.id, "recording_refused", reason=refusal)
             return None
         return Recorder(os.path.join(self.engine.data_dir, self._recording_name()), stereo=mode == "stereo")
 

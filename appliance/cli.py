@@ -21,7 +21,7 @@ TWIN_SOCKET = "twin.sock"
 # Each open live page (dashboard, wallboard, an operator's phone) holds a thread for its
 # event stream; web_ui.dashboard allows 24 of them, leaving the rest for pages.
 WEB_THREADS = 32
-EMULATOR_MODELS = ("sim800", "sim7600", "e1550", "ec25")
+EMULATOR_MODELS = ("sim800", "sim7600", "e1550", "ec25", "voicemodem")
 
 
 def main(argv=None):
@@ -244,22 +244,26 @@ def cmd_modem(args):
         print(json.dumps(found, indent=2))
         return 0 if found["family"] else 1
     for key, value in found.items():
+        if isinstance(value, list):  # a voice modem's sample formats
+            value = ", ".join(value)
         print(f"{key:>13}: {value if value not in (None, '') else '-'}")
     return 0 if found["family"] else 1
 
 
 def cmd_emulate(args):
     """hotline emulate"""
-    from hardware.virtual.families import EMULATORS
+    from hardware.virtual.families import ALL_EMULATORS
     from hardware.virtual.network import VirtualNetwork
 
-    modem = EMULATORS[args.model](VirtualNetwork(), args.number, pin=args.pin)
-    ports = {"model": args.model, "number": args.number, "at_port": modem.at.path, "audio_port": modem.audio.path}
+    modem = ALL_EMULATORS[args.model](VirtualNetwork(), args.number, pin=args.pin)
+    audio = modem.audio.path if modem.audio is not None else None  # a voice modem has one port
+    ports = {"model": args.model, "number": args.number, "at_port": modem.at.path, "audio_port": audio}
     stop = _wait_for_signal()
     if args.json:
         print(json.dumps(ports), flush=True)
     else:
-        print(f"emulated {modem.model}: AT port {modem.at.path}, audio port {modem.audio.path}; "
+        where = f"audio port {audio}" if audio else "audio on the same port (V.253 voice mode)"
+        print(f"emulated {modem.model}: AT port {modem.at.path}, {where}; "
               f"try: hotline modem probe {modem.at.path}   (Ctrl-C stops)", flush=True)
     stop.wait()
     modem.close()

@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 LAST_GOOD_FILE = "config.last-good.json"
 LANGUAGES = ("en", "bg", "uk", "ru")
-LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25")
-VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25")
+LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25", "voicemodem")
+VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25", "voicemodem")
 # How a virtual phone treats a call: see hardware/virtual/phones.py.
 PHONE_BEHAVIOURS = ("answer", "busy", "no answer", "reject", "voicemail", "refuse")
-SINGLE_SECTIONS = ("settings", "virtual", "notifications")
+SINGLE_SECTIONS = ("settings", "virtual", "notifications", "panel", "health")
 LIST_SECTIONS = ("lines", "operators", "prompts", "flows", "queues", "time_conditions", "campaigns", "blacklist")
 STRATEGIES = ("ring_all", "round_robin", "longest_idle", "fewest_calls", "random", "fixed_order")
 NOTIFY_EVENTS = ("call.started", "call.answered", "call.missed", "voicemail", "callback.done")
@@ -265,9 +265,12 @@ def validate(document):
     blacklist = _blacklist(_section(document, "blacklist", list))
     notifications = _notifications(_section(document, "notifications", dict))
     virtual = _virtual(document.get("virtual", {}), line_ids)
+    panel = _panel(_section(document, "panel", dict), lines, refs["conditions"])
+    health = _health(_section(document, "health", dict))
     return {"settings": settings, "lines": lines, "operators": operators, "prompts": prompts,
             "time_conditions": conditions, "queues": queues, "flows": flows, "campaigns": campaigns,
-            "blacklist": blacklist, "notifications": notifications, "virtual": virtual}
+            "blacklist": blacklist, "notifications": notifications, "virtual": virtual,
+            "panel": panel, "health": health}
 
 
 def warnings(document):
@@ -326,7 +329,7 @@ def _line(line, where):
     _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
                               "microphone_gain", "speaker_gain", "power", "balance_ussd",
                               "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte",
-                              "flow", "inbound", "outbound"))
+                              "flow", "inbound", "outbound", "rings"))
     for key in ("inbound", "outbound"):
         line.setdefault(key, True)
         if not isinstance(line[key], bool):
@@ -336,7 +339,10 @@ def _line(line, where):
     _choice(line, where, "driver", LINE_DRIVERS)
     bound = _binding(line, where)
     _text(line, where, "port", required=not bound)
-    _text(line, where, "audio_port", required=not bound)
+    # A voice modem (driver "voicemodem") streams its audio on its one port.
+    _text(line, where, "audio_port", required=not bound and line.get("driver") != "voicemodem")
+    if "rings" in line:
+        _integer(line, where, "rings", 1, 15)  # rings before an analog line answers (default 2)
     if "pin" in line and not (isinstance(line["pin"], str) and re.fullmatch(r"\d{4,8}", line["pin"])):
         raise ConfigError(f"{where}.pin", "must be 4 to 8 digits, in quotes")
     for key in ("microphone_gain", "speaker_gain"):
@@ -372,13 +378,17 @@ def _power(power, where):
     if not isinstance(power, dict):
         raise ConfigError(where, "must be an object")
     _choice(power, where, "kind", ("gpio", "usb", "virtual"))
-    known = {"gpio": ("kind", "pin", "active_high", "pulse_seconds"), "usb": ("kind", "device"),
+    known = {"gpio": ("kind", "pin", "reset_pin", "active_high", "pulse_seconds"), "usb": ("kind", "device"),
              "virtual": ("kind",)}[power["kind"]]
     _no_unknown(power, where, known)
     if power["kind"] == "gpio":
         _integer(power, where, "pin", 0, 27)
-    if power["kind"] == "usb" and not str(power.get("device", "")).startswith("/dev/bus/usb/"):
-        raise ConfigError(f"{where}.device", "must be a USB device node such as /dev/bus/usb/001/004")
+        if "reset_pin" in power:
+            _integer(power, where, "reset_pin", 0, 27)
+    # /dev/hotline/<model>-<port>-usb is the udev rules' stable link; the bus number is not stable.
+    if power["kind"] == "usb" and not str(power.get("device", "")).startswith(("/dev/bus/usb/", "/dev/hotline/")):
+        raise ConfigError(f"{where}.device", "must be a USB device node such as /dev/hotline/sim7600-1.2-usb "
+                                             "or /dev/bus/usb/001/004")
 
 
 def _operator(operator, where):
@@ -563,6 +573,57 @@ def _phone(phone, where):
     value = phone["answer_after"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
         raise ConfigError(f"{where}.answer_after", "must be a number of seconds from 0 to 60")
+
+
+def _panel(panel, lines, condition_ids):
+    """The front panel (appliance issue): off unless enabled; pins default to hardware/pins.md's map."""
+    from firmware.panel import DEFAULT_PIN_MAP, HOLD_SECONDS
+
+    _no_unknown(panel, "panel", ("enabled", "status_led", "line_leds", "button", "buzzer", "closed_switch",
+                                 "hold_seconds"))
+    panel.setdefault("enabled", False)
+    if not isinstance(panel["enabled"], bool):
+        raise ConfigError("panel.enabled", "must be true or false")
+    for key in ("status_led", "line_leds", "button", "buzzer"):
+        panel.setdefault(key, copy.deepcopy(DEFAULT_PIN_MAP[key]))
+    _integer(panel, "panel", "status_led", 0, 27)
+    if not isinstance(panel["line_leds"], list):
+        raise ConfigError("panel.line_leds", "must be a list of GPIO numbers, one per line")
+    for i, pin in enumerate(panel["line_leds"]):
+        if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= 27:
+            raise ConfigError(f"panel.line_leds[{i}]", "must be a whole number from 0 to 27")
+    for key in ("button", "buzzer"):
+        if panel[key] is not None:
+            _integer(panel, "panel", key, 0, 27)
+    panel.setdefault("hold_seconds", int(HOLD_SECONDS))
+    _integer(panel, "panel", "hold_seconds", 2, 60)
+    _refers(panel.get("closed_switch"), condition_ids, "panel.closed_switch", "time condition")
+    pins = [panel["status_led"], *panel["line_leds"], panel["button"], panel["buzzer"]]
+    pins = [pin for pin in pins if pin is not None]
+    for pin in pins:
+        if pins.count(pin) > 1:
+            raise ConfigError("panel", f"GPIO {pin} is used twice")
+    for i, line in enumerate(lines):
+        power = line.get("power") or {}
+        if panel["enabled"] and power.get("kind") == "gpio" and power.get("pin") in pins:
+            raise ConfigError(f"lines[{i}].power.pin", f"GPIO {power['pin']} is the front panel's")
+    return panel
+
+
+def _health(health):
+    """Health thresholds and notifications (appliance issue); every field has a default."""
+    from .health import DEFAULTS
+
+    _no_unknown(health, "health", tuple(DEFAULTS))
+    for key, value in DEFAULTS.items():
+        health.setdefault(key, value)
+    for key, low, high in (("check_seconds", 5, 3600), ("disk_warning_mb", 0, 1_000_000),
+                           ("temperature_warning", 40, 110), ("signal_warning_dbm", -130, -50)):
+        _integer(health, "health", key, low, high)
+    if not isinstance(health["notify"], bool):
+        raise ConfigError("health.notify", "must be true or false")
+    _choice(health, "health", "set_clock", ("auto", "on", "off"))
+    return health
 
 
 def _no_unknown(item, where, known):

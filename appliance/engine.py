@@ -18,6 +18,7 @@ from firmware.errors import FirmwareError
 
 from . import journal as journal_module
 from . import backup, notify, recordings, schedule
+from .appliance_services import ApplianceServices  # watchdog, health, clock, front panel (appliance issue)
 from .calls import CallSession
 from .config import LIST_SECTIONS, SINGLE_SECTIONS, ConfigStore
 from .config import validate as validate_config
@@ -69,9 +70,11 @@ class Engine:
         self.dispatcher = None
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-call")
         self._waiting_seen = {}
+        self._caller_ids = {}  # line id -> caller ID an analog line reported before its call began
         self._last_callback_scan = 0.0
         self._last_retention = float("-inf")
         self._config_lock = threading.Lock()  # one configuration change at a time
+        self.appliance = None  # ApplianceServices once started: watchdog, health, clock, front panel
 
     # --- life cycle -------------------------------------------------------------
 
@@ -93,6 +96,7 @@ class Engine:
         self._prepare_announcements()
         self._server = JsonLineServer(os.path.join(self.data_dir, SOCKET_NAME), self.handle_request, self.hub)
         self._server.start()
+        self.appliance = ApplianceServices(self)  # says READY=1 to systemd and starts the watchdog
         log.info("engine ready in %s", self.data_dir)
 
     def run(self):
@@ -111,6 +115,8 @@ class Engine:
         if self._stop.is_set():
             return
         self._stop.set()
+        if self.appliance is not None:
+            self.appliance.close()
         if self._server is not None:
             self._server.close()
         for runner in self._runners.values():
@@ -196,6 +202,10 @@ class Engine:
         """The box's time zone name."""
         return self.config["settings"]["timezone"]
 
+    def clock_trusted(self):
+        """Whether the system clock may be believed (synchronised, from NITZ, or past the build date)."""
+        return self.appliance is None or self.appliance.clock_trusted()
+
     def time_condition(self, condition_id):
         """A time condition of the configuration by id."""
         return next(c for c in self.config["time_conditions"] if c["id"] == condition_id)
@@ -272,8 +282,10 @@ class Engine:
 
     def _send_sms_now(self, line_id, number, text):
         """Send an SMS through ``line_id`` or any line that is up (called on the outbox thread)."""
-        candidates = [line_id] if line_id in self._runners else []
-        candidates += [i for i in self._runners if i != line_id and self.lines.get(i, {}).get("state") == "up"]
+        # Lines that cannot text (an analog line) are skipped, or the message would retry for ever.
+        can_text = [i for i in self._runners if self.lines.get(i, {}).get("sms", True)]
+        candidates = [line_id] if line_id in can_text else []
+        candidates += [i for i in can_text if i != line_id and self.lines.get(i, {}).get("state") == "up"]
         if not candidates:
             raise ControlError("no line is up to send an SMS")
         runner = self._runners[candidates[0]]
@@ -294,6 +306,7 @@ class Engine:
 
     def _tick(self):
         self.later(TICK_SECONDS, self._tick)
+        self.appliance.tick()  # watchdog liveness, health, clock, panel: never raises
         self.queues.dispatch()
         now = time.monotonic()
         if now - self._last_callback_scan >= CALLBACK_SCAN_SECONDS:
@@ -305,6 +318,8 @@ class Engine:
 
     def _queue_due_callbacks(self):
         """Open call-back tasks that are due go into their queue, inside call-back hours."""
+        if not self.clock_trusted():
+            return  # no call-backs by a clock that may say 1970: they could go out at night
         settings = self.config["settings"]
         now = datetime.datetime.now(datetime.timezone.utc)
         hours = settings.get("callback_hours")
@@ -350,6 +365,8 @@ class Engine:
         if line_id in self._calls:
             return
         session = CallSession(self, line_id, caller=number)
+        if line_id in self._caller_ids:
+            self.journal.add_event(session.id, "caller_id", **self._caller_ids.pop(line_id))
         refused = self._screen(line_id, number)
         if refused:
             session.reject(refused, "blocked")
@@ -454,6 +471,20 @@ class Engine:
         if session is not None:
             session.alerting()
 
+    def _on_caller_id(self, line_id, **details):
+        """Caller ID as an analog line reports it between rings (number, name, reason, date)."""
+        session = self._calls.get(line_id)
+        if session is not None:
+            self.journal.add_event(session.id, "caller_id", **details)
+        else:
+            self._caller_ids[line_id] = details  # it comes between the rings, before the call is ours
+
+    def _on_hangup_detected(self, line_id, reason):
+        """An analog line inferred the far end hung up (busy tone, silence...): the timeline says why."""
+        session = self._calls.get(line_id)
+        if session is not None:
+            self.journal.add_event(session.id, "hangup_detected", reason=reason)
+
     def _on_power_cycled(self, line_id, attempt):
         self.journal.add_line_event(line_id, "power_cycled", attempt=attempt)
         self.publish({"type": "line.power_cycled", "line": line_id})
@@ -488,6 +519,8 @@ class Engine:
         line["call"] = session.id if session else None
         line["activity"] = _activity(line, session)
         self.publish({"type": "line.state", "line": dict(line)})
+        if self.appliance is not None:
+            self.appliance.line_state(line_id, line)
 
     # --- control API ------------------------------------------------------------
 
@@ -552,6 +585,7 @@ class Engine:
             "outbox_pending": self.dispatcher.outbox.pending_count() if self.dispatcher else 0,
             "config_problem": self.store.problem,
             "config_warnings": config_warnings(self.config),
+            "health": self.appliance.snapshot() if self.appliance is not None else None,
         }
 
     def reload(self):

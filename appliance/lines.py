@@ -43,7 +43,7 @@ def power_switch(line_config, data_dir):
     if not power:
         return None
     if power["kind"] == "gpio":
-        return GpioPowerKey(power["pin"], active_high=power.get("active_high", True),
+        return GpioPowerKey(power["pin"], reset_pin=power.get("reset_pin"), active_high=power.get("active_high", True),
                             pulse_seconds=power.get("pulse_seconds", 1.5))
     if power["kind"] == "usb":
         return UsbReset(power["device"])
@@ -121,8 +121,9 @@ class LineRunner:
     def _ports(self):
         """(AT port, audio port, family): as configured, or found by the modem's IMEI/ICCID."""
         if "port" in self.config:
+            audio = self.config.get("audio_port")  # a voice modem carries its audio on its one port
             return (resolve_port(self.config["port"], self._data_dir),
-                    resolve_port(self.config["audio_port"], self._data_dir), self.config["driver"])
+                    resolve_port(audio, self._data_dir) if audio else None, self.config["driver"])
         with _SCAN_LOCK:  # lines scanning at once would take each other's ports for a moment
             found = find_modem(self._candidates(), imei=self.config.get("imei"), iccid=self.config.get("iccid"))
         if found is None:
@@ -150,7 +151,7 @@ class LineRunner:
             port, audio, family = self._ports()
             self.driver = open_line(port, self._driver_event, family=family, audio_port=audio,
                                     name=self.id, pin=self.config.get("pin"),
-                                    sms_mode=self.config.get("sms_mode", "pdu"))
+                                    sms_mode=self.config.get("sms_mode", "pdu"), rings=self.config.get("rings", 2))
             self._apply_gain()
             info = self.driver.info()
             info["volte"] = self._apply_volte()

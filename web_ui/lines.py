@@ -25,7 +25,7 @@ NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 MAX_SMS_TEXT = 1000
 BINDINGS = ("port", "imei", "iccid")
 TEXT_FIELDS = ("name", "driver", "port", "audio_port", "flow", "greeting", "balance_ussd", "sms_mode")
-INTEGER_FIELDS = ("microphone_gain", "speaker_gain", "balance_check_hours")
+INTEGER_FIELDS = ("microphone_gain", "speaker_gain", "balance_check_hours", "rings")
 SWITCHES = ("inbound", "outbound", "enabled")  # the engine defaults these to on
 RESERVED_IDS = ("new",)  # /lines/new is the form for a new line
 

@@ -275,6 +275,19 @@ function startDashboard(root) {
     }
   }
 
+  function renderHealth(health) {
+    // Problems the box found in itself (disk, temperature, power, clock, modems): shown until solved.
+    const list = $("health-problems");
+    const problems = (health && health.problems) || [];
+    list.hidden = problems.length === 0;
+    list.replaceChildren(...problems.map((item) => {
+      const li = document.createElement("li");
+      li.dataset.level = item.level;
+      li.textContent = item.message;
+      return li;
+    }));
+  }
+
   function showError(id, message) {
     $(id).hidden = !message;
     $(id).textContent = message || "";
@@ -289,6 +302,7 @@ function startDashboard(root) {
     renderQueue(status.queue || []);
     renderOperators(status.operators || []);
     renderReminders(status.reminders);
+    renderHealth(status.health);
     // Wrap-up ends without an event: look again shortly after.
     clearTimeout(wrapUpTimer);
     if ((status.operators || []).some((op) => op.state === "wrap-up")) wrapUpTimer = setTimeout(refresh, 2000);
