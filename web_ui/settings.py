@@ -54,6 +54,7 @@ def _page(config, forms=None, errors=None, status=200):
     forms.setdefault("settings", settings_form(config["settings"]))
     forms.setdefault("notifications", notifications_form(config["notifications"]))
     forms.setdefault("blacklist", MultiDict())
+    forms.setdefault("panel", panel_form(config.get("panel") or {}))
     smtp = config["notifications"].get("email") or {}
     return render_template(
         "settings.html", forms=forms, errors=errors or {}, blacklist=config["blacklist"],
@@ -234,3 +235,48 @@ def remove_blacklisted():
         return _page(config, errors={"blacklist-form": answer.get("message")}, status=400)
     flash(_("%(number)s is off the blacklist.", number=number))
     return redirect(url_for("settings.index") + "#blacklist")
+
+
+# --- the front panel -------------------------------------------------------------------
+
+PANEL_PINS = ("status_led", "button", "buzzer", "hold_seconds")
+
+
+def panel_form(panel):
+    """The form showing the panel section."""
+    pairs = [(key, "" if panel.get(key) is None else str(panel[key])) for key in PANEL_PINS]
+    pairs.append(("line_leds", ", ".join(str(pin) for pin in panel.get("line_leds", []))))
+    pairs.append(("closed_switch", panel.get("closed_switch") or ""))
+    if panel.get("enabled"):
+        pairs.append(("enabled", "on"))
+    return MultiDict(pairs)
+
+
+def panel_value(form, old):
+    """The panel typed in ``form``: numbers as numbers, anything else as typed for the engine to name."""
+    panel = dict(old, enabled="enabled" in form)
+    for key in PANEL_PINS:
+        text = form.get(key, "").strip()
+        panel[key] = None if not text and key in ("button", "buzzer") else whole(text) if text else old.get(key)
+    pins = [item.strip() for item in form.get("line_leds", "").split(",") if item.strip()]
+    panel["line_leds"] = [whole(pin) for pin in pins]
+    put(panel, "closed_switch", form.get("closed_switch", "").strip())
+    return {key: value for key, value in panel.items() if value is not None or key in ("button", "buzzer")}
+
+
+@bp.route("/panel", methods=("POST",))
+@role_required("admin")
+@engine_needed
+def save_panel():
+    """Save the front panel's pins."""
+    config = load_config()["config"]
+    answer = save_section("panel", panel_value(request.form, config.get("panel") or {}), "settings.panel")
+    if not answer["saved"]:
+        fields = FieldMap("panel", simple=())
+        for key in PANEL_PINS + ("line_leds", "closed_switch", "enabled"):
+            fields.add(key, f"panel-{key}")
+        errors = fields.errors(answer)
+        errors = {("panel-form" if key == "form" else key): message for key, message in errors.items()}
+        return _page(config, {"panel": request.form}, errors, 400)
+    flash(_("Front panel saved."))
+    return redirect(url_for("settings.index") + "#panel")
