@@ -24,6 +24,8 @@ PHONE_NUMBER = "+359700000100"
 def speech_cache(tmp_path_factory):
     """Speech made once per run: every box started by a test reuses it (espeak-ng is slow)."""
     os.environ["HOTLINE_SPEECH_CACHE"] = str(tmp_path_factory.mktemp("speech"))
+    # A box started by a test must never think systemd runs it: it would set this machine's clock.
+    os.environ.pop("INVOCATION_ID", None)
     yield
 
 
