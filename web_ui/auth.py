@@ -4,6 +4,7 @@ import threading
 import time
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from appliance import accounts
 
@@ -64,7 +65,7 @@ def setup():
         username = request.form.get("username", "")
         password = request.form.get("password", "")
         if password != request.form.get("confirm", ""):
-            errors["confirm"] = "The two passwords differ."
+            errors["confirm"] = _("The two passwords differ.")
         else:
             try:
                 user_id = accounts.create_first_admin(get_db(), username, password)
@@ -72,7 +73,7 @@ def setup():
                 errors[err.field] = str(err)
             else:
                 _log_in(user_id)
-                flash("The admin account is ready.")
+                flash(_("The admin account is ready."))
                 return redirect(url_for("dashboard.index"))
     return render_template("setup.html", errors=errors), 400 if errors else 200
 

@@ -128,16 +128,16 @@ def send_sms(line_id):
     to, text = request.form.get("to", "").strip(), request.form.get("text", "")
     errors = {}
     if not NUMBER.fullmatch(to):
-        errors["to"] = "Enter a phone number such as +359888123456."
+        errors["to"] = _("Enter a phone number such as +359888123456.")
     if not text.strip() or len(text) > MAX_SMS_TEXT:
-        errors["text"] = f"Enter the message (up to {MAX_SMS_TEXT} characters)."
+        errors["text"] = _("Enter the message (up to %(n)s characters).", n=MAX_SMS_TEXT)
     if errors:
         return _page_with_errors(line_id, errors)
     try:
         result = get_engine().request("sms", line=line_id, to=to, text=text, timeout=120)
     except ApplianceError as err:
         return _page_with_errors(line_id, {"sms": str(err)})
-    flash(f"SMS sent to {to} in {result['parts']} part(s).")
+    flash(_("SMS sent to %(to)s in %(parts)s part(s).", to=to, parts=result["parts"]))
     return redirect(url_for("lines.show", line_id=line_id))
 
 
@@ -149,7 +149,7 @@ def check_balance(line_id):
         state = get_engine().request("balance", line=line_id, timeout=60)
     except ApplianceError as err:
         return _page_with_errors(line_id, {"balance": str(err)})
-    flash(f"Balance: {state['balance_text']}")
+    flash(_("Balance: %(text)s", text=state["balance_text"]))
     return redirect(url_for("lines.show", line_id=line_id))
 
 
