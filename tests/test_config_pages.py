@@ -488,7 +488,7 @@ ROUTES = [
     ("GET", "/hours/campaigns/new"), ("POST", "/hours/campaigns/new"), ("GET", "/hours/campaigns/x/edit"),
     ("POST", "/hours/campaigns/x/edit"), ("POST", "/hours/campaigns/x/delete"),
     ("GET", "/settings/"), ("POST", "/settings/box"), ("POST", "/settings/notifications"),
-    ("POST", "/settings/blacklist"), ("POST", "/settings/blacklist/delete"),
+    ("POST", "/settings/blacklist"), ("POST", "/settings/blacklist/delete"), ("POST", "/settings/panel"),
 ]
 SUPERVISOR_ROUTES = {("GET", "/operators/"), ("POST", "/operators/op1/state"), ("GET", "/hours/"),
                      ("POST", "/hours/office/closed")}

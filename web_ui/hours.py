@@ -305,17 +305,28 @@ def edit_condition(condition_id):
 @engine_needed
 def delete_condition(condition_id):
     """Remove a time condition; the engine refuses while a flow or setting still uses it."""
+    return delete_item("time_conditions", condition_id,
+                       (_("There is no time condition %(id)s.", id=condition_id),
+                        _("Time condition %(id)s deleted.", id=condition_id)),
+                       _index_page, "hours.index", "hours.delete")
+
+
+def delete_item(section, item_id, messages, index_page, endpoint, action):
+    """Remove ``item_id`` from a list section through the engine; the index page with its refusal if refused.
+
+    ``messages`` is (text when there is no such item, text when it was deleted).
+    """
     config = load_config()["config"]
-    conditions = config["time_conditions"]
-    i = find_index(conditions, condition_id)
+    items = config[section]
+    i = find_index(items, item_id)
     if i is None:
-        return _index_page({"form": _("There is no time condition %(id)s.", id=condition_id)}, 404)
-    del conditions[i]
-    answer = save_section("time_conditions", conditions, "hours.delete")
+        return index_page({"form": messages[0]}, 404)
+    del items[i]
+    answer = save_section(section, items, action)
     if not answer["saved"]:
-        return _index_page({"form": refusal_text(answer, config)}, 400)
-    flash(_("Time condition %(id)s deleted.", id=condition_id))
-    return redirect(url_for("hours.index"))
+        return index_page({"form": refusal_text(answer, config)}, 400)
+    flash(messages[1])
+    return redirect(url_for(endpoint))
 
 
 def refusal_text(answer, config):
@@ -458,17 +469,10 @@ def edit_campaign(campaign_id):
 @engine_needed
 def delete_campaign(campaign_id):
     """Remove a campaign; its lines fall back to their own flow."""
-    config = load_config()["config"]
-    campaigns = config["campaigns"]
-    i = find_index(campaigns, campaign_id)
-    if i is None:
-        return _index_page({"form": _("There is no campaign %(id)s.", id=campaign_id)}, 404)
-    del campaigns[i]
-    answer = save_section("campaigns", campaigns, "campaigns.delete")
-    if not answer["saved"]:
-        return _index_page({"form": refusal_text(answer, config)}, 400)
-    flash(_("Campaign %(id)s deleted.", id=campaign_id))
-    return redirect(url_for("hours.index"))
+    return delete_item("campaigns", campaign_id,
+                       (_("There is no campaign %(id)s.", id=campaign_id),
+                        _("Campaign %(id)s deleted.", id=campaign_id)),
+                       _index_page, "hours.index", "campaigns.delete")
 
 
 def campaign_form(campaign):

@@ -10,7 +10,7 @@ from appliance.errors import ApplianceError, ControlError
 from .auth import role_required
 from .configedit import EngineDown, audit, load_config, save_section
 from .db import get_engine
-from .hours import (FieldMap, box_timezone, condition_state, engine_needed, find_index, live_status, new_id,
+from .hours import (FieldMap, box_timezone, delete_item, condition_state, engine_needed, find_index, live_status, new_id,
                     page_context, refusal_text, split_items, week_summary, weekly_form, weekly_value, whole)
 
 bp = Blueprint("operators", __name__, url_prefix="/operators")
@@ -96,17 +96,9 @@ def edit(operator_id):
 @engine_needed
 def delete(operator_id):
     """Remove an operator; the engine refuses when a queue would be left with nobody."""
-    config = load_config()["config"]
-    operators = config["operators"]
-    i = find_index(operators, operator_id)
-    if i is None:
-        return _index_page({"form": _("There is no operator %(id)s.", id=operator_id)}, 404)
-    del operators[i]
-    answer = save_section("operators", operators, "operators.delete")
-    if not answer["saved"]:
-        return _index_page({"form": refusal_text(answer, config)}, 400)
-    flash(_("Operator %(id)s deleted.", id=operator_id))
-    return redirect(url_for("operators.index"))
+    return delete_item("operators", operator_id,
+                       (_("There is no operator %(id)s.", id=operator_id), _("Operator %(id)s deleted.", id=operator_id)),
+                       _index_page, "operators.index", "operators.delete")
 
 
 def operator_form(operator):

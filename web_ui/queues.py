@@ -8,7 +8,7 @@ from appliance.config import STRATEGIES
 
 from .auth import role_required
 from .configedit import load_config, save_section
-from .hours import FieldMap, engine_needed, find_index, new_id, put, refusal_text, whole
+from .hours import FieldMap, delete_item, engine_needed, find_index, new_id, put, whole
 from .operators import known_groups
 
 bp = Blueprint("queues", __name__, url_prefix="/queues")
@@ -84,17 +84,9 @@ def edit(queue_id):
 @engine_needed
 def delete(queue_id):
     """Remove a queue; the engine refuses while a menu still sends callers to it."""
-    config = load_config()["config"]
-    queues = config["queues"]
-    i = find_index(queues, queue_id)
-    if i is None:
-        return _index_page({"form": _("There is no queue %(id)s.", id=queue_id)}, 404)
-    del queues[i]
-    answer = save_section("queues", queues, "queues.delete")
-    if not answer["saved"]:
-        return _index_page({"form": refusal_text(answer, config)}, 400)
-    flash(_("Queue %(id)s deleted.", id=queue_id))
-    return redirect(url_for("queues.index"))
+    return delete_item("queues", queue_id,
+                       (_("There is no queue %(id)s.", id=queue_id), _("Queue %(id)s deleted.", id=queue_id)),
+                       _index_page, "queues.index", "queues.delete")
 
 
 def queue_form(queue):
