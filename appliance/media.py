@@ -202,10 +202,13 @@ class CallMedia:
             tap.write(incoming)
 
     def _receive(self):
-        incoming = self.port.read_frame() or SILENCE
+        frame = self.port.read_frame()
+        incoming = frame or SILENCE
         if self._gain_in != 1.0:
             incoming = apply_gain(incoming, self._gain_in)
-        if self._detector is not None:
+        # A frame that has not arrived yet is not silence: fed to the detector, it would cut a
+        # held key in two when the port runs late (a busy box), and one press would count twice.
+        if self._detector is not None and frame is not None:
             for digit in self._detector.feed(incoming):
                 self._on_dtmf(digit)
         self.last_in = incoming

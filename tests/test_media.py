@@ -122,3 +122,21 @@ def test_bridged_legs_hear_each_other_and_the_recording_takes_both(tmp_path):
     with wave.open(str(tmp_path / "r.wav")) as wav:
         samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
     assert (samples[:, 0] == 7).all() and (samples[160:, 1] == -3).all()  # the first frame: silence
+
+
+def test_a_late_frame_does_not_split_a_held_key(tmp_path):
+    """The in-band detector hears only frames that came: a port running late is not silence."""
+    from appliance.dtmf import DtmfDetector
+    from appliance.media import CallMedia
+    from hardware.virtual.phones import dtmf_frames
+
+    key = dtmf_frames("5", tone_frames=10, pause_frames=0)
+    frames = key[:4] + [None, None, None] + key[4:]  # three ticks with nothing from the port mid-key
+    port = MemoryPort([])
+    port.read_frame = lambda: frames.pop(0) if frames else None
+    digits = []
+    media = CallMedia(port, None, lambda p: None, lambda e: None, dtmf_detector=DtmfDetector(),
+                      on_dtmf=digits.append)
+    for _ in range(20):
+        media.tick()
+    assert digits == ["5"]
