@@ -35,7 +35,7 @@ import threading
 import zlib
 
 from . import journal as journal_module
-from .config import CONFIG_FILE, LAST_GOOD_FILE, ConfigStore
+from .config import CONFIG_FILE, LAST_GOOD_FILE, ConfigStore, fsync_directory, remove_quietly
 from .errors import ApplianceError
 from .paths import CHECKOUT
 
@@ -126,7 +126,7 @@ def write_backup(data_dir, fileobj, include_recordings=False, box_name=None):
             tar.addfile(_member_info(MANIFEST, len(body)), _BytesReader(body))
         return manifest
     finally:
-        _remove_quietly(snapshot)
+        remove_quietly(snapshot)
 
 
 def stream_backup(data_dir, include_recordings=False, box_name=None):
@@ -478,7 +478,7 @@ def restore(data_dir, archive_path, apply_config, journal_in_use=True):
                    "files": len(staged.manifest["files"]), "folders": swapped, "journal": "pending"}
         _mark_stale_outbox(staged.path(JOURNAL))
         os.replace(staged.path(JOURNAL), os.path.join(data_dir, PENDING_JOURNAL))
-        _fsync_dir(data_dir)
+        fsync_directory(data_dir)
         if not journal_in_use:
             apply_pending_journal(data_dir)
             summary["journal"] = "restored"
@@ -532,7 +532,7 @@ def apply_pending_journal(data_dir):
         live.close()
         source.close()
     for suffix in ("", "-wal", "-shm"):
-        _remove_quietly(pending + suffix)
+        remove_quietly(pending + suffix)
     log.info("restored journal applied in %s", data_dir)
     return True
 
@@ -540,7 +540,7 @@ def apply_pending_journal(data_dir):
 def _keep_previous(live, path):
     """A copy of the journal being replaced, in case the restore was a mistake."""
     temp = path + ".tmp"
-    _remove_quietly(temp)
+    remove_quietly(temp)
     target = sqlite3.connect(temp)
     try:
         live.backup(target)
@@ -578,7 +578,7 @@ def _swap_folders(data_dir, staged, previous):
     except OSError as err:
         _unswap_folders(data_dir, swapped, previous)
         raise RestoreError(f"The files could not be put in place: {err}") from err
-    _fsync_dir(data_dir)
+    fsync_directory(data_dir)
     return swapped
 
 
@@ -589,7 +589,7 @@ def _unswap_folders(data_dir, swapped, previous):
         shutil.rmtree(live, ignore_errors=True)
         if os.path.lexists(os.path.join(previous, folder)):
             os.replace(os.path.join(previous, folder), live)
-    _fsync_dir(data_dir)
+    fsync_directory(data_dir)
 
 
 def remove_stale_staging(data_dir):
@@ -599,16 +599,3 @@ def remove_stale_staging(data_dir):
             shutil.rmtree(os.path.join(data_dir, name), ignore_errors=True)
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

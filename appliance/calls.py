@@ -42,6 +42,7 @@ class CallSession:
         self.media = None
         self.ended = False
         self.outcome = None
+        self.recording = None  # the WAV, relative to the data directory, once the call ended
         self.peer = None  # the leg this one is bridged with
         self.hold_seconds = None
         self._voicemail = None
@@ -211,7 +212,7 @@ class CallSession:
         self.ended = True
         if self.handler is not None and hasattr(self.handler, "on_ended"):
             self.handler.on_ended()
-        recording = self._stop_media()
+        recording = self.recording = self._stop_media()
         if self.peer is not None and not self.peer.ended:
             self.peer.hang_up("the other side hung up")
         ended_by = ("caller" if self.direction == "in" else "callee") if cause == "remote" else "box"

@@ -158,7 +158,20 @@ def write_atomically(path, text):
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
-    dir_fd = os.open(directory, os.O_RDONLY)
+    fsync_directory(directory)
+
+
+def remove_quietly(path):
+    """Delete ``path`` if it is there (a temp file left by a failed write)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_directory(directory):
+    """Make a rename or a new file in ``directory`` durable (its entry is on disk when this returns)."""
+    dir_fd = os.open(directory or ".", os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

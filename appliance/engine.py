@@ -174,9 +174,8 @@ class Engine:
         self._set_line(session.line_id, {})
         if session.role == "caller" and session.outcome == "missed" and session.caller:
             self.missed_caller(session, "hung up while ringing")
-        recording = self.journal.get_call(session.id)["recording"]
-        if recording:
-            self._workers.submit(self._compress, session.id, recording)
+        if session.recording:
+            self._workers.submit(self._compress, session.id, session.recording)
         self.later(0.1, self.queues.dispatch)
 
     def claim_line(self, line_id, session):

@@ -23,6 +23,7 @@ import wave
 
 from pydub.utils import get_encoder_name
 
+from .config import fsync_directory, remove_quietly
 from .errors import RecordingError
 
 log = logging.getLogger(__name__)
@@ -198,14 +199,14 @@ def _write_durably(source, dest, output_args):
         _fsync_file(temp)
         os.replace(temp, dest)
         temp = None
-        _fsync_dir(os.path.dirname(dest))
+        fsync_directory(os.path.dirname(dest))
     except OSError as err:
         if isinstance(err, RecordingError):
             raise
         raise RecordingError(f"cannot compress {source}: {err.strerror or err}") from err
     finally:
         if temp is not None:
-            _remove_quietly(temp)
+            remove_quietly(temp)
 
 
 def _temp_beside(dest):
@@ -250,19 +251,6 @@ def _fsync_file(path):
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path):
-    handle = os.open(path or ".", os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 # --- retention helpers -----------------------------------------------------------------

@@ -36,7 +36,7 @@ TICK = 0.020
 SIM_PIN_REQUIRED = "+CME ERROR: 11"
 
 
-class _ModemParty(Party):
+class ModemParty(Party):
     """The modem's side of a virtual call; its audio clock pushes audio."""
 
     clocked = True
@@ -126,7 +126,7 @@ class EmulatedModem:
                 return False
             if self._call is not None:
                 return self._accept_waiting(call)
-            self._party = _ModemParty(self)
+            self._party = ModemParty(self)
             call.attach(self._party)
             self._call, self._side, self._call_state = call, "b", "ringing"
             self._call_index = 1
@@ -139,7 +139,7 @@ class EmulatedModem:
         if not (self._ccwa_urc and self._ccwa_service) or self._waiting is not None \
                 or self._call_state not in ("active", "dialing", "alerting"):
             return False
-        call.attach(_ModemParty(self))
+        call.attach(ModemParty(self))
         self._waiting = call
         self._ring_again_later()
         self._send_all(self.waiting_urcs(call.caller, first=True))
@@ -475,7 +475,7 @@ class EmulatedModem:
         with self._lock:
             if self._call is not None:
                 return [], "ERROR"
-            self._party = _ModemParty(self)
+            self._party = ModemParty(self)
             self._call_state = "dialing"
             self._call_index = 1
         try:

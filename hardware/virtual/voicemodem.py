@@ -22,7 +22,6 @@ show real modems do (../../docs/analog.md names each source):
   and ``+VRA`` tenths of a second passed, or ``BUSY`` / ``NO ANSWER`` / ``NO CARRIER`` /
   ``NO DIALTONE`` (a line with no dial tone); any byte aborts the dial.
 """
-import collections
 import heapq
 import itertools
 import logging
@@ -31,8 +30,8 @@ import threading
 import time
 import warnings
 
-from .modems import _split_commands
-from .network import FRAME_BYTES, SILENCE, NetworkError, NumberBusy, Party
+from .modems import ModemParty, _split_commands
+from .network import FRAME_BYTES, SILENCE, NetworkError, NumberBusy
 from .phones import frame_level
 from .pty import PtyPort
 
@@ -74,26 +73,11 @@ PROFILES = {
 HANGUP_SIGNALS = {"busy": "b", "reorder": "K", "dialtone": "d", "loop": "l", "silence": None}
 
 
-class _LineParty(Party):
-    """The modem's side of a virtual call; its 20 ms clock pushes audio."""
-
-    clocked = True
-
-    def __init__(self, modem):
-        self.modem = modem
-        self.downlink = collections.deque(maxlen=10)
-
-    def on_answered(self, call):
-        self.modem._far_answered(call)
-
-    def on_ended(self, call, by):
-        self.modem._far_ended(call, by)
+class _LineParty(ModemParty):
+    """The voice modem's side of a virtual call: as a GSM modem's, but its key detector wants the call."""
 
     def on_dtmf(self, call, digit):
         self.modem._far_dtmf(call, digit)
-
-    def hear(self, frame):
-        self.downlink.append(frame)
 
 
 class EmulatedVoiceModem:
