@@ -7,7 +7,8 @@ DATA ?= var
 PORT ?= 8080
 # Debian packages the box needs at run time (prompts, audio conversion), and for tests.
 DEB_PACKAGES := espeak-ng ffmpeg
-TEST_DEB_PACKAGES := chromium shellcheck systemd udev
+# sipp (sip-tester) and baresip are the real SIP peers the tests call and answer with.
+TEST_DEB_PACKAGES := chromium shellcheck systemd udev sip-tester baresip-core
 
 .PHONY: run test bench setup system-packages clean
 

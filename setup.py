@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 setup(
     name="hotline",
     version="0.1.0",
-    description="A hot-line appliance: GSM and analog lines, IVR, queues, operators, recording, web UI",
+    description="A hot-line appliance: GSM, analog and SIP lines, IVR, queues, operators, recording, web UI",
     python_requires=">=3.11",
     packages=find_packages(include=["firmware*", "appliance*", "web_ui*", "hardware*"]),
     package_data={"web_ui": ["templates/*.html", "static/*", "translations/*/LC_MESSAGES/messages.po"]},
@@ -19,6 +19,9 @@ setup(
         "audioop-lts; python_version>='3.13'",  # pydub needs audioop, which Python 3.13 dropped
         "numpy>=1.24",
         "gpiozero>=2.0",
+        # The SIP stack. Wheels exist for x86_64 only; a Raspberry Pi builds it with
+        # systemd/build-pjsua2.sh. Without it the box runs with its SIP lines disabled.
+        "pjsua2-python==2.15.1.post1; platform_machine=='x86_64' and python_version<'3.13'",
     ],
     extras_require={"test": ["pytest>=8", "playwright>=1.40", "hypothesis>=6", "schemathesis>=4.32,<5"]},
     entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
