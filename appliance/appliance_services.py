@@ -213,7 +213,8 @@ class ApplianceServices:
 
     def _ask_network_time(self):
         """Without NTP, ask a line that is up for the GSM network's time (on that line's thread)."""
-        up = [line_id for line_id, line in self.engine.lines.items() if line.get("state") == "up"]
+        up = [line_id for line_id, line in self.engine.lines.items()
+              if line.get("state") == "up" and line.get("family") != "sip"]  # SIP has no network clock
         if not up or not self.clock.wants_nitz():
             return
         for line_id in up[:1]:

@@ -27,9 +27,10 @@ class CallSession:
     """One call leg on one line: inbound (``caller`` rings us) or outbound (we dial ``callee``)."""
 
     def __init__(self, engine, line_id, caller="", callee="", direction="in", role=None, parent_id=None,
-                 handler=None):
+                 handler=None, channel=None):
         self.engine = engine
         self.line_id = line_id
+        self.channel = channel  # which of a SIP line's calls this is; None on a modem
         self.caller = caller
         self.callee = callee
         self.direction = direction
@@ -48,6 +49,8 @@ class CallSession:
         self._voicemail = None
         self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
                                             parent_id=parent_id)
+        if channel is None and engine.line_channels(line_id) > 1:
+            self.channel = f"out-{self.id}"  # the engine names the outgoing calls of a SIP line
         engine.claim_line(line_id, self)
         self._publish("call.started")
 
@@ -57,7 +60,7 @@ class CallSession:
         """Place the outbound call; a test call (``hold_seconds``) plays the greeting and hangs up."""
         self.hold_seconds = hold_seconds
         callee = self.callee
-        self.engine.line_command(self.line_id, "dial", lambda driver: driver.dial(callee))
+        self._command("dial", lambda leg: leg.dial(callee))
 
     def alerting(self):
         """The far end of our outbound call is ringing."""
@@ -68,14 +71,14 @@ class CallSession:
 
     def answer(self):
         """Ask the line to pick up; give up if it has not connected in time."""
-        self.engine.line_command(self.line_id, "answer", lambda driver: driver.answer())
+        self._command("answer", lambda leg: leg.answer())
         self.engine.later(ANSWER_TIMEOUT_SECONDS, self._answer_overdue)
 
     def reject(self, reason, outcome):
         """Refuse a ringing call without answering it (blacklist, no line for it)."""
         self.outcome = outcome
         self.engine.journal.add_event(self.id, "rejected", reason=reason)
-        self.engine.line_command(self.line_id, "hangup", lambda driver: driver.hangup())
+        self._command("hangup", lambda leg: leg.hangup())
 
     def connected(self):
         """The call is up: start its media, then let the handler (or the test greeting) go on."""
@@ -94,7 +97,7 @@ class CallSession:
                 self.engine.later(self.hold_seconds, self._hold_over)
 
     def _start_media(self):
-        port = self.engine.line_audio(self.line_id)
+        port = self.engine.line_audio(self.line_id, self.channel)
         line = self.engine.lines.get(self.line_id, {})
         self.media = CallMedia(port, self._recorder(), self._prompt_finished, self._media_failed,
                                dtmf_detector=DtmfDetector() if line.get("inband_dtmf") else None,
@@ -239,7 +242,15 @@ class CallSession:
         if self.ended:
             return
         self.engine.journal.add_event(self.id, "hangup", reason=reason)
-        self.engine.line_command(self.line_id, "hangup", lambda driver: driver.hangup())
+        self._command("hangup", lambda leg: leg.hangup())
+
+    @property
+    def key(self):
+        """(line id, channel): how the engine finds this leg from a line's event."""
+        return (self.line_id, self.channel)
+
+    def _command(self, name, action):
+        self.engine.line_command(self.line_id, name, action, channel=self.channel)
 
     def snapshot(self):
         """The call as the dashboard shows it."""

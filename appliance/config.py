@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 LAST_GOOD_FILE = "config.last-good.json"
 LANGUAGES = ("en", "bg", "uk", "ru")
-LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25", "voicemodem")
+LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25", "voicemodem", "sip")
 VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25", "voicemodem")
 # How a virtual phone treats a call: see hardware/virtual/phones.py.
 PHONE_BEHAVIOURS = ("answer", "busy", "no answer", "reject", "voicemail", "refuse")
@@ -37,6 +37,12 @@ DEFAULT_EVENTS = ("call.missed", "voicemail")
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
+# sip:user@host[:port] as an operator's phone or a forwarding target (no parameters, no spaces).
+SIP_URI_PATTERN = re.compile(r"^sips?:([A-Za-z0-9+._~-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+SIP_KEYS = ("bind", "sip_port", "rtp_port", "registrar", "username", "password", "auth_realm",
+            "reregister_seconds", "keepalive_seconds", "peers", "channels", "codecs", "dtmf")
+SIP_CODECS = ("PCMA", "PCMU", "G722", "opus")
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9.:-]+(/[0-9]{1,3})?$")
 
 DEMO_DATES_SMS = ("Admissions 2026: applications 1-20 July, exams 25 July, results 5 August. "
                   "Прием 2026: документи 1-20 юли, изпити 25 юли, резултати 5 август.")
@@ -57,6 +63,10 @@ DEMO_CONFIG = {
          "audio_port": "dev/gsm1-audio", "enabled": True, "power": {"kind": "virtual"}, "flow": "main"},
         {"id": "gsm2", "name": "Demo SIM 2", "driver": "sim7600", "port": "dev/gsm2-at",
          "audio_port": "dev/gsm2-audio", "enabled": True, "power": {"kind": "virtual"}, "flow": "main"},
+        # Calls from a softphone or sipp on this machine, without registration, at the port
+        # `hotline status` shows; disabled (and saying why) where pjsua2 is not installed.
+        {"id": "sip1", "name": "Demo SIP line", "driver": "sip", "bind": "127.0.0.1", "sip_port": 0,
+         "rtp_port": 0, "peers": ["127.0.0.1"], "channels": 4, "enabled": True, "flow": "main"},
     ],
     "operators": [
         {"id": "op1", "name": "Demo operator", "number": "+359700000100", "groups": ["admissions"],
@@ -339,17 +349,13 @@ def _settings(settings):
 
 
 def _line(line, where):
+    if isinstance(line, dict) and line.get("driver") == "sip":
+        return _sip_line(line, where)
     _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
                               "microphone_gain", "speaker_gain", "power", "balance_ussd",
                               "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte",
                               "flow", "inbound", "outbound", "rings"))
-    for key in ("inbound", "outbound"):
-        line.setdefault(key, True)
-        if not isinstance(line[key], bool):
-            raise ConfigError(f"{where}.{key}", "must be true or false")
-    _identifier(line, where)
-    _text(line, where, "name")
-    _choice(line, where, "driver", LINE_DRIVERS)
+    _line_common(line, where)
     bound = _binding(line, where)
     _text(line, where, "port", required=not bound)
     # A voice modem (driver "voicemodem") streams its audio on its one port.
@@ -374,9 +380,60 @@ def _line(line, where):
     low = line.get("low_balance")
     if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float))):
         raise ConfigError(f"{where}.low_balance", "must be an amount such as 5 or 2.50")
-    line.setdefault("enabled", True)
-    if not isinstance(line["enabled"], bool):
-        raise ConfigError(f"{where}.enabled", "must be true or false")
+
+
+def _line_common(line, where):
+    """What every line has: id, name, driver, enabled, calls in and out."""
+    for key in ("inbound", "outbound", "enabled"):
+        line.setdefault(key, True)
+        if not isinstance(line[key], bool):
+            raise ConfigError(f"{where}.{key}", "must be true or false")
+    _identifier(line, where)
+    _text(line, where, "name")
+    _choice(line, where, "driver", LINE_DRIVERS)
+
+
+def _sip_line(line, where):
+    """A SIP line: a trunk that registers to a provider, or calls from listed peers without registration."""
+    _no_unknown(line, where, ("id", "name", "driver", "enabled", "greeting", "flow", "inbound", "outbound")
+                + SIP_KEYS)
+    _line_common(line, where)
+    line.setdefault("bind", "0.0.0.0")
+    if not (isinstance(line["bind"], str) and HOST_PATTERN.match(line["bind"])):
+        raise ConfigError(f"{where}.bind", "must be an IP address such as 0.0.0.0 or 127.0.0.1")
+    for key, default in (("sip_port", 5060), ("rtp_port", 4000)):
+        line.setdefault(key, default)
+        _integer(line, where, key, 0, 65535)  # 0: any free port (hotline status shows which)
+    for key, default, low, high in (("reregister_seconds", 300, 30, 86400), ("keepalive_seconds", 15, 0, 600),
+                                    ("channels", 4, 1, 64)):
+        line.setdefault(key, default)
+        _integer(line, where, key, low, high)
+    _sip_registration(line, where)
+    line.setdefault("peers", [])
+    peers = line["peers"]
+    if not isinstance(peers, list) or not all(isinstance(p, str) and HOST_PATTERN.match(p) for p in peers):
+        raise ConfigError(f"{where}.peers", "must be a list of hosts or networks such as 192.168.1.10 or "
+                                            "192.168.1.0/24")
+    line.setdefault("codecs", list(SIP_CODECS))
+    codecs = line["codecs"]
+    if not isinstance(codecs, list) or not codecs or not all(c in SIP_CODECS for c in codecs):
+        raise ConfigError(f"{where}.codecs", f"must be a list of {', '.join(SIP_CODECS)}")
+    line.setdefault("dtmf", "rfc2833")
+    _choice(line, where, "dtmf", ("rfc2833", "info"))
+
+
+def _sip_registration(line, where):
+    if "registrar" not in line:
+        for key in ("username", "password"):
+            if key in line:
+                raise ConfigError(f"{where}.{key}", "needs a registrar to register to")
+        return
+    if not (isinstance(line["registrar"], str) and SIP_URI_PATTERN.match(line["registrar"])):
+        raise ConfigError(f"{where}.registrar", "must be a SIP URI such as sip:sip.provider.example")
+    for key in ("username", "password"):
+        _text(line, where, key, required=True)
+    line.setdefault("auth_realm", "*")
+    _text(line, where, "auth_realm")
 
 
 def _binding(line, where):
@@ -405,10 +462,15 @@ def _power(power, where):
 
 
 def _operator(operator, where):
-    _no_unknown(operator, where, ("id", "name", "number", "groups", "shift", "wrap_up_seconds", "enabled"))
+    _no_unknown(operator, where, ("id", "name", "number", "groups", "shift", "wrap_up_seconds", "enabled",
+                                  "confirm"))
     _identifier(operator, where)
     _text(operator, where, "name", required=True)
-    _number(operator, where, "number")
+    _number_or_uri(operator, where, "number")
+    # A mobile must confirm with 1 (its voicemail would take the call); a SIP phone on a desk need not.
+    operator.setdefault("confirm", not operator["number"].startswith(("sip:", "sips:")))
+    if not isinstance(operator["confirm"], bool):
+        raise ConfigError(f"{where}.confirm", "must be true or false")
     operator.setdefault("groups", [])
     groups = operator["groups"]
     if not isinstance(groups, list) or not all(isinstance(g, str) and ID_PATTERN.match(g) for g in groups):
@@ -674,6 +736,13 @@ def _number(item, where, key):
     value = item.get(key)
     if not isinstance(value, str) or not NUMBER_PATTERN.match(value):
         raise ConfigError(f"{where}.{key}", "must be a phone number such as +359888123456")
+
+
+def _number_or_uri(item, where, key):
+    value = item.get(key)
+    if not isinstance(value, str) or not (NUMBER_PATTERN.match(value) or SIP_URI_PATTERN.match(value)):
+        raise ConfigError(f"{where}.{key}", "must be a phone number such as +359888123456 or a SIP URI such as "
+                                            "sip:alice@192.168.1.20")
 
 
 def _refers(value, known, field, kind):

@@ -10,17 +10,19 @@ import itertools
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from firmware import sip
 from firmware.errors import FirmwareError
 
 from . import journal as journal_module
 from . import backup, notify, recordings, schedule
 from .appliance_services import ApplianceServices  # watchdog, health, clock, front panel (appliance issue)
 from .calls import CallSession
-from .config import LIST_SECTIONS, SINGLE_SECTIONS, ConfigStore
+from .config import LIST_SECTIONS, NUMBER_PATTERN, SINGLE_SECTIONS, ConfigStore
 from .config import validate as validate_config
 from .config import warnings as config_warnings
 from .control import EventHub, JsonLineServer
@@ -57,7 +59,7 @@ class Engine:
         self.lines = {}  # line id -> state dict shown on the dashboard
         self._outages = set()  # lines that went down after having been up
         self._runners = {}
-        self._calls = {}  # line id -> CallSession
+        self._calls = {}  # (line id, channel) -> CallSession; a GSM line has one channel, None
         self._queue = queue.Queue()
         self._timers = []
         self._sequence = itertools.count()
@@ -146,15 +148,30 @@ class Engine:
         """Send an event to every subscriber of the control API."""
         self.hub.publish({"at": journal_module.now(), **event})
 
-    def line_command(self, line_id, name, action):
-        """Queue ``action(driver)`` on the line's own thread."""
+    def line_command(self, line_id, name, action, channel=None):
+        """Queue ``action(leg)`` on the line's own thread: the driver, or its call ``channel`` (SIP)."""
         runner = self._runners.get(line_id)
         if runner is not None:
-            runner.submit(name, action)
+            runner.submit(name, action if channel is None else lambda driver: action(driver.leg(channel)),
+                          channel=channel)
 
-    def line_audio(self, line_id):
-        """The audio port of a line that is up."""
-        return self._runners[line_id].driver.audio
+    def line_audio(self, line_id, channel=None):
+        """The audio port of a line that is up (of one of its calls, on a SIP line)."""
+        driver = self._runners[line_id].driver
+        return (driver if channel is None else driver.leg(channel)).audio
+
+    def line_channels(self, line_id):
+        """How many calls ``line_id`` carries at once: a modem one, a SIP line its ``channels``
+        (fewer when the SIP stack was built for fewer calls: the line's state says how many)."""
+        line = self._line_config(line_id)
+        if line.get("driver") != "sip":
+            return 1
+        state = self.lines.get(line_id, {})
+        return min(line.get("channels", 4), state.get("stack_max_calls") or line.get("channels", 4))
+
+    def sessions_on(self, line_id):
+        """The calls in progress on ``line_id``."""
+        return [session for (line, _), session in self._calls.items() if line == line_id]
 
     def greeting_for(self, line_id):
         """The id of the greeting prompt for calls on ``line_id`` (a line without a flow plays it)."""
@@ -169,8 +186,8 @@ class Engine:
 
     def forget_call(self, session):
         """A session is over; the line is free for the next call."""
-        if self._calls.get(session.line_id) is session:
-            del self._calls[session.line_id]
+        if self._calls.get(session.key) is session:
+            del self._calls[session.key]
         self._set_line(session.line_id, {})
         if session.role == "caller" and session.outcome == "missed" and session.caller:
             self.missed_caller(session, "hung up while ringing")
@@ -179,22 +196,25 @@ class Engine:
         self.later(0.1, self.queues.dispatch)
 
     def claim_line(self, line_id, session):
-        """A new call leg takes ``line_id``."""
-        self._calls[line_id] = session
+        """A new call leg takes a channel of ``line_id``."""
+        self._calls[session.key] = session
         self._set_line(line_id, {})
 
-    def free_line(self):
-        """A line that is up, may place calls, and has no call; or None."""
+    def free_line(self, target=None):
+        """A line that is up, may place calls to ``target`` (a number or a SIP URI) and has room; or None."""
         for line in self.config["lines"]:
-            if line.get("outbound", True) and line["id"] not in self._calls and \
-                    self.lines.get(line["id"], {}).get("state") == "up":
+            if self._free_channels(line) and _reaches(line, target):
                 return line["id"]
         return None
 
     def free_line_count(self):
-        """How many lines could place a call now."""
-        return sum(1 for line in self.config["lines"] if line.get("outbound", True) and
-                   line["id"] not in self._calls and self.lines.get(line["id"], {}).get("state") == "up")
+        """How many calls could be placed now, over every line."""
+        return sum(self._free_channels(line) for line in self.config["lines"])
+
+    def _free_channels(self, line):
+        if not line.get("outbound", True) or self.lines.get(line["id"], {}).get("state") != "up":
+            return 0
+        return max(0, self.line_channels(line["id"]) - len(self.sessions_on(line["id"])))
 
     @property
     def timezone(self):
@@ -224,7 +244,7 @@ class Engine:
             if not created:
                 return  # the caller already has an entry: no second SMS, no second alert
             text = self.config["settings"].get("missed_sms")
-            if text:
+            if text and _textable(number):
                 self._outbox_sms(number, text, "call.missed.sms", line=session.line_id)
         self.notify("call.missed", data)
 
@@ -239,12 +259,15 @@ class Engine:
         if not session.caller:
             self.journal.add_event(session.id, "sms_skipped", reason="the caller's number is withheld")
             return
+        if not _textable(session.caller):
+            self.journal.add_event(session.id, "sms_skipped", reason="the caller has no phone number (a SIP address)")
+            return
         self._outbox_sms(session.caller, text, "ivr.sms", line=session.line_id)
         self.journal.add_event(session.id, "sms_queued", to=session.caller)
 
     def forward(self, session, number, timeout, on_failed):
         """Forward a caller to ``number`` over a free line, bridged and recorded through the box."""
-        line_id = self.free_line()
+        line_id = self.free_line(number)
         if line_id is None:
             self.journal.add_event(session.id, "forward_failed", reason="no free line")
             on_failed()
@@ -360,10 +383,14 @@ class Engine:
             return
         handler(line_id, **event.data)
 
-    def _on_incoming(self, line_id, number):
-        if line_id in self._calls:
+    def _on_incoming(self, line_id, number, channel=None, name=None, uri=None):
+        if (line_id, channel) in self._calls or len(self.sessions_on(line_id)) >= self.line_channels(line_id):
             return
-        session = CallSession(self, line_id, caller=number)
+        # A SIP caller without a phone number is known (and called back) by their address.
+        caller = number if not uri or _textable(number) else _plain_uri(uri)
+        session = CallSession(self, line_id, caller=caller, channel=channel)
+        if uri:
+            self.journal.add_event(session.id, "sip_from", uri=uri, name=name or "")
         if line_id in self._caller_ids:
             self.journal.add_event(session.id, "caller_id", **self._caller_ids.pop(line_id))
         refused = self._screen(line_id, number)
@@ -412,32 +439,52 @@ class Engine:
         stub = _MissedCall(call_id, line_id, number)
         self.missed_caller(stub, "all lines busy")
 
-    def _on_connected(self, line_id):
-        session = self._calls.get(line_id)
+    def _on_connected(self, line_id, channel=None):
+        session = self._calls.get((line_id, channel))
         if session is not None:
             session.connected()
             self._set_line(line_id, {})
 
-    def _on_dtmf(self, line_id, digit):
-        session = self._calls.get(line_id)
+    def _on_dtmf(self, line_id, digit, channel=None, method=None):
+        session = self._calls.get((line_id, channel))
         if session is not None:
             session.dtmf(digit)
 
-    def _on_ended(self, line_id, cause, seconds=0.0):
-        session = self._calls.get(line_id)
-        if session is not None:
-            session.ended_on_line(cause)
+    def _on_ended(self, line_id, cause, seconds=0.0, channel=None, code=None, reason=None):
+        session = self._calls.get((line_id, channel))
+        if session is None:
+            return
+        if code is not None and code >= 300:  # a SIP leg refused: the status says why (486 Busy Here...)
+            self.journal.add_event(session.id, "sip_status", code=code, reason=reason or "")
+            if code >= 400 and code != 487 and session.direction == "out":  # 487: we cancelled it
+                self._provider_refused(line_id, session, code, reason)
+        session.ended_on_line(cause)
 
-    def _on_missed(self, line_id, cause="remote", seconds=0.0):
-        self._on_ended(line_id, cause)
+    def _provider_refused(self, line_id, session, code, reason):
+        """A SIP provider or peer refused a call (486, 503...): the line says so and the journal keeps it."""
+        text = f"{code} {reason or ''}".strip()
+        self.journal.add_line_event(line_id, "call_refused", call=session.id, code=code, reason=reason or "")
+        self._set_line(line_id, {"last_refusal": text})
+
+    def _on_missed(self, line_id, cause="remote", seconds=0.0, channel=None):
+        self._on_ended(line_id, cause, channel=channel)
+
+    def _on_registration(self, line_id, state, code=None, reason=None):
+        """A SIP line's registration changed: refused puts the line down with the provider's answer."""
+        if state == "registered":
+            self._line_state(line_id, {"state": "up", "error": None, "registration": "registered"})
+            return
+        text = f"{code} {reason or ''}".strip()
+        self.journal.add_line_event(line_id, f"registration_{state}", code=code, reason=reason or "")
+        self._line_state(line_id, {"state": "down", "error": f"registration {state}: {text}",
+                                   "registration": f"{state}: {text}"})
 
     def _on_down(self, line_id, reason):
-        session = self._calls.get(line_id)
-        if session is not None:
+        for session in self.sessions_on(line_id):
             session.ended_on_line("line down", outcome="failed")
 
-    def _on_command_failed(self, line_id, command, error):
-        session = self._calls.get(line_id)
+    def _on_command_failed(self, line_id, command, error, channel=None):
+        session = self._calls.get((line_id, channel))
         if session is not None:
             self.journal.add_event(session.id, "command_failed", command=command, error=error)
             if command in ("answer", "dial"):
@@ -465,14 +512,14 @@ class Engine:
                          "operator.sms", line=line_id)
         self.queues.dispatch()
 
-    def _on_alerting(self, line_id):
-        session = self._calls.get(line_id)
+    def _on_alerting(self, line_id, channel=None):
+        session = self._calls.get((line_id, channel))
         if session is not None:
             session.alerting()
 
     def _on_caller_id(self, line_id, **details):
         """Caller ID as an analog line reports it between rings (number, name, reason, date)."""
-        session = self._calls.get(line_id)
+        session = self._calls.get((line_id, None))
         if session is not None:
             self.journal.add_event(session.id, "caller_id", **details)
         else:
@@ -480,7 +527,7 @@ class Engine:
 
     def _on_hangup_detected(self, line_id, reason):
         """An analog line inferred the far end hung up (busy tone, silence...): the timeline says why."""
-        session = self._calls.get(line_id)
+        session = self._calls.get((line_id, None))
         if session is not None:
             self.journal.add_event(session.id, "hangup_detected", reason=reason)
 
@@ -514,9 +561,10 @@ class Engine:
     def _set_line(self, line_id, changes):
         line = self.lines.setdefault(line_id, {"id": line_id})
         line.update(changes)
-        session = self._calls.get(line_id)
-        line["call"] = session.id if session else None
-        line["activity"] = _activity(line, session)
+        sessions = self.sessions_on(line_id)
+        line["call"] = sessions[0].id if sessions else None
+        line["calls"] = [session.id for session in sessions]
+        line["activity"] = _activity(line, sessions)
         self.publish({"type": "line.state", "line": dict(line)})
         if self.appliance is not None:
             self.appliance.line_state(line_id, line)
@@ -582,6 +630,7 @@ class Engine:
             "operators": self.operators.snapshot(self.timezone),
             "media": self.clock.stats(),
             "outbox_pending": self.dispatcher.outbox.pending_count() if self.dispatcher else 0,
+            "sip": {"available": sip.AVAILABLE, "reason": sip.UNAVAILABLE_REASON},
             "config_problem": self.store.problem,
             "config_warnings": config_warnings(self.config),
             "health": self.appliance.snapshot() if self.appliance is not None else None,
@@ -596,7 +645,7 @@ class Engine:
         old_lines = {line["id"]: line for line in self.config["lines"]}
         new_lines = {line["id"]: line for line in new["lines"] if line.get("enabled", True)}
         for line_id in old_lines:
-            if old_lines[line_id] != new_lines.get(line_id) and line_id not in self._calls:
+            if old_lines[line_id] != new_lines.get(line_id) and not self.sessions_on(line_id):
                 runner = self._runners.pop(line_id, None)
                 if runner is not None:
                     runner.stop()
@@ -661,7 +710,7 @@ class Engine:
         """A test call out of ``line_id`` to ``number``: greeting, recording, journal."""
         if line_id not in self._runners:
             raise ControlError(f"no line {line_id!r}")
-        if self.lines.get(line_id, {}).get("state") != "up" or line_id in self._calls:
+        if not self._free_channels(self._line_config(line_id)):
             raise ControlError(f"line {line_id} is not free ({self.lines.get(line_id, {}).get('activity')})")
         session = CallSession(self, line_id, callee=number, direction="out")
         session.dial(hold_seconds)
@@ -727,12 +776,35 @@ class Engine:
             log.exception("engine action %r failed", action)
 
 
-def _activity(line, session):
+def _textable(number):
+    """Whether an SMS can go to ``number`` (a phone number, not a SIP address)."""
+    return bool(number) and bool(NUMBER_PATTERN.match(number))
+
+
+def _plain_uri(uri):
+    """``"Alice" <sip:alice@host:5060;transport=udp>`` as sip:alice@host:5060."""
+    found = re.search(r"sips?:[^>;\s]+", uri)
+    return found.group() if found else uri
+
+
+def _reaches(line, target):
+    """Whether ``line`` can place a call to ``target``: SIP URIs need a SIP line, numbers a modem or a
+    SIP trunk (a line that registers to a provider; a line that only takes calls from peers dials URIs)."""
+    sip = line.get("driver") == "sip"
+    if target and str(target).startswith(("sip:", "sips:")):
+        return sip
+    return not sip or bool(line.get("registrar"))
+
+
+def _activity(line, sessions):
     """What the dashboard says a line is doing."""
     if line.get("state") != "up":
         return line.get("state", "starting")
-    if session is None:
+    if not sessions:
         return "idle"
+    if len(sessions) > 1:
+        return f"{len(sessions)} calls"
+    session = sessions[0]
     if session.answered is not None:
         return "in call"
     return "ringing" if session.direction == "in" else "dialling"

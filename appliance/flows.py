@@ -145,7 +145,7 @@ def _check_kind(node, where, refs):
         if node.get("terminator", "#") not in ("#", "*", ""):
             raise ConfigError(f"{where}.terminator", "must be #, * or empty")
     if kind == "forward" and not _is_number(node.get("number")):
-        raise ConfigError(f"{where}.number", "must be a phone number such as +359888123456")
+        raise ConfigError(f"{where}.number", "must be a phone number such as +359888123456 or a SIP URI")
     if kind == "sms" and not (isinstance(node.get("text"), str) and node["text"].strip()):
         raise ConfigError(f"{where}.text", "required: the message the caller receives")
 
@@ -170,9 +170,9 @@ def _keys(options, where):
 
 
 def _is_number(value):
-    from .config import NUMBER_PATTERN
+    from .config import NUMBER_PATTERN, SIP_URI_PATTERN
 
-    return isinstance(value, str) and bool(NUMBER_PATTERN.match(value))
+    return isinstance(value, str) and bool(NUMBER_PATTERN.match(value) or SIP_URI_PATTERN.match(value))
 
 
 def _reachable(flow):

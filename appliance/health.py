@@ -178,10 +178,14 @@ def line_problems(lines, settings):
             reason = line.get("error") or "the modem does not answer"
             found.append(problem(f"line.{line_id}.down", "fault", f"Line {line_id} is down: {reason}."))
             continue
+        if state == "disabled":  # a SIP line on a box without pjsua2
+            found.append(problem(f"line.{line_id}.disabled", "warning", f"Line {line_id}: {line.get('error')}."))
+            continue
         if state != "up":
             continue
         registration = line.get("registration")
-        if registration is not None and registration not in REGISTERED:
+        # A SIP line's registration to its provider puts it down when refused; a GSM line's is read here.
+        if registration is not None and registration not in REGISTERED and line.get("family") != "sip":
             found.append(problem(f"line.{line_id}.registration", "fault",
                                  f"Line {line_id} is not registered on the network ({registration})."))
         signal = line.get("signal_dbm")

@@ -4,7 +4,8 @@ A modem that is missing or stops answering leaves its line ``down`` and is reope
 a growing back-off; after ``REOPENS_BEFORE_POWER_CYCLE`` failed reopens its power switch
 (a GPIO power key, a USB reset, or the virtual twin's switch) is worked. The other lines
 carry on. Commands for the modem (answer, hang up, dial) are queued to that thread, so
-the engine never waits on a serial port.
+the engine never waits on a serial port. A SIP line's driver is opened the same way; its
+calls are legs named by channel, and without pjsua2 the line stays ``disabled`` and says why.
 """
 import glob
 import logging
@@ -15,6 +16,7 @@ import threading
 import time
 from concurrent.futures import Future
 
+from firmware import sip
 from firmware.detect import audio_port_beside, find_modem, open_line
 from firmware.errors import FirmwareError, LineStateError
 from firmware.gsm import LineEvent
@@ -74,6 +76,7 @@ class LineRunner:
         self._stop = threading.Event()
         self.driver = None
         self._failed_opens = 0
+        self._disabled = None  # why the line cannot work on this box at all (no SIP stack)
         self._balance_checked = float("-inf")
         self._thread = threading.Thread(target=self._run, name=f"line-{self.id}", daemon=True)
 
@@ -81,9 +84,9 @@ class LineRunner:
         """Start opening and serving the line."""
         self._thread.start()
 
-    def submit(self, name, action):
+    def submit(self, name, action, channel=None):
         """Run ``action(driver)`` on the line's thread; failures come back as ``command_failed``."""
-        self._commands.put((name, action))
+        self._commands.put((name, action, channel))
 
     def call(self, name, action, timeout=60.0):
         """Run ``action(driver)`` on the line's thread and wait for its result (control threads only)."""
@@ -94,10 +97,10 @@ class LineRunner:
         def run(driver):
             try:
                 future.set_result(action(driver))
-            except FirmwareError as err:
+            except Exception as err:  # handed to the waiting control thread; the line thread goes on
                 future.set_exception(err)
 
-        self._commands.put((name, run))
+        self._commands.put((name, run, None))
         return future.result(timeout=timeout)
 
     def stop(self):
@@ -115,6 +118,8 @@ class LineRunner:
         while not self._stop.is_set():
             if self.driver is not None:
                 self._serve_one()
+            elif self._disabled is not None:
+                self._stop.wait()  # nothing to retry until the software is installed and the box restarted
             elif not self._open():
                 self._recover()
 
@@ -146,15 +151,24 @@ class LineRunner:
                     ports.append(port)
         return ports
 
+    def _open_driver(self):
+        if self.config["driver"] == "sip":
+            return sip.SipLine(self.config, self._driver_event, name=self.id)
+        port, audio, family = self._ports()
+        return open_line(port, self._driver_event, family=family, audio_port=audio, name=self.id,
+                         pin=self.config.get("pin"), sms_mode=self.config.get("sms_mode", "pdu"),
+                         rings=self.config.get("rings", 2))
+
     def _open(self):
         try:
-            port, audio, family = self._ports()
-            self.driver = open_line(port, self._driver_event, family=family, audio_port=audio,
-                                    name=self.id, pin=self.config.get("pin"),
-                                    sms_mode=self.config.get("sms_mode", "pdu"), rings=self.config.get("rings", 2))
+            self.driver = self._open_driver()
             self._apply_gain()
             info = self.driver.info()
             info["volte"] = self._apply_volte()
+        except sip.SipUnavailable as err:
+            self._disabled = str(err)
+            self._on_state(self.id, {"state": "disabled", "error": f"SIP disabled: {err}", "sms": False})
+            return False
         except FirmwareError as err:
             self._close_driver()
             self._on_state(self.id, {"state": "down", "error": str(err)})
@@ -162,11 +176,14 @@ class LineRunner:
         log.info("line %s up: %s", self.id, info)
         self._failed_opens = 0
         self._on_state(self.id, {"state": "up", "error": None, "inband_dtmf": self.driver.inband_dtmf,
-                                 "software_gain": self.driver.software_gain, **info})
+                                 "software_gain": self.driver.software_gain,
+                                 "sms": getattr(self.driver, "sms", self.driver.family != "sip"), **info})
         return True
 
     def _recover(self):
         """Wait before the next open; work the power switch when reopening is not enough."""
+        if self._disabled is not None:
+            return
         self._failed_opens += 1
         if self._power is not None and self._failed_opens % (REOPENS_BEFORE_POWER_CYCLE + 1) == 0:
             try:
@@ -207,12 +224,16 @@ class LineRunner:
             return None
         if item is _REOPEN:
             return self._lost("the modem's port closed")
-        name, action = item
+        name, action, channel = item
         try:
             action(self.driver)
-        except FirmwareError as err:
+        except Exception as err:  # a bug in one command must not end the line's thread
+            if not isinstance(err, FirmwareError):
+                log.exception("line %s: %s failed", self.id, name)
             log.warning("line %s: %s failed: %s", self.id, name, err)
-            self._on_event(self.id, LineEvent("command_failed", {"command": name, "error": str(err)}))
+            data = {"command": name, "error": str(err)}
+            self._on_event(self.id, LineEvent("command_failed", data if channel is None else
+                                              dict(data, channel=channel)))
         return None
 
     def _poll(self):

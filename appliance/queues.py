@@ -4,8 +4,9 @@ Everything here runs on the engine's loop thread. A caller (or a call-back task,
 keeps the turn of the caller it stands for) waits in a queue; ``dispatch`` rings ready
 operators over free outbound lines in the order the queue's strategy gives. An operator
 who picks up hears "press 1 to accept" first, so a mobile's voicemail never takes the
-call; only then are the two bridged. No answer, a refusal or silence moves on to the
-next operator.
+call; only then are the two bridged (a SIP desk phone, whose operator is marked
+``confirm: false``, takes the caller as it answers). No answer, a refusal or silence
+moves on to the next operator.
 """
 import datetime
 import logging
@@ -77,7 +78,11 @@ class RingAttempt:
         engine.later(entry.queue["ring_timeout"], self._ring_timeout)
 
     def on_connected(self):
-        """The operator picked up: ask them to accept."""
+        """The operator picked up: ask them to accept (a phone that needs no confirmation takes the caller)."""
+        if not self.operator.config.get("confirm", True):
+            self.accepted = True
+            self.manager.accepted(self)
+            return
         self.session.step = "asking to accept"
         self._ask()
         self.manager.engine.later(ACCEPT_SECONDS, self._accept_timeout)
@@ -287,7 +292,9 @@ class QueueManager:
         for operator in board.order(queue["id"], queue["strategy"], candidates):
             if not self._lines_for(entry):
                 return  # no line to reach an operator: the caller keeps waiting
-            line_id = self.engine.free_line()
+            line_id = self.engine.free_line(operator.config["number"])
+            if line_id is None:
+                continue  # no free line reaches this operator (a SIP phone needs a SIP line): try the next
             board.remember(queue["id"], operator.id)
             board.ringing(operator.id)
             entry.tried.add(operator.id)
@@ -342,7 +349,7 @@ class QueueManager:
             self._dial_back(entry, attempt)
 
     def _dial_back(self, entry, attempt):
-        line_id = self.engine.free_line()
+        line_id = self.engine.free_line(entry.number)
         if line_id is None:
             attempt.session.hang_up("no free line for the call-back")
             self.tasks_in_progress.discard(entry.task["id"])

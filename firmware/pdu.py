@@ -7,6 +7,8 @@ length AT+CMGS wants: the TPDU without the SMSC part). Pure functions, no I/O.
 import datetime
 import time
 
+from .errors import FirmwareError
+
 # TS 23.038 6.2.1: the default alphabet, and its extension table behind ESC (0x1B).
 GSM7_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
               "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
@@ -23,7 +25,7 @@ MAX_PARTS = 10
 SMSC_FOR_DELIVER = "+359888000000"  # the emulated network's service centre
 
 
-class PduError(ValueError):
+class PduError(FirmwareError, ValueError):
     """A PDU, number or message cannot be encoded or decoded; the message says why."""
 
 

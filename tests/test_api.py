@@ -495,7 +495,7 @@ def test_unknown_and_hidden_config_sections_are_404(api, section):
 
 def test_status_and_a_line(api):
     status = api("GET", "/status", role="operator").get_json()
-    assert [line["id"] for line in status["lines"]] == ["gsm1", "gsm2"]
+    assert [line["id"] for line in status["lines"]] == ["gsm1", "gsm2", "sip1"]
     line = api("GET", "/lines/gsm1", role="supervisor").get_json()
     assert line["line"]["state"] == "up"
     error_of(api("GET", "/lines/gsm9"), 404)

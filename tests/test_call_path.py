@@ -33,10 +33,12 @@ def first_call(box):
     return box.hotline_json("call", "--line", "gsm1", "--from", CALLER, "--digits", "12", "--hold", "4", "--json")
 
 
-def test_status_shows_both_demo_lines_up(box):
+def test_status_shows_the_demo_lines_up(box):
     status = box.hotline_json("status")
     assert [(line["id"], line["state"], line["activity"]) for line in status["lines"]] == [
-        ("gsm1", "up", "idle"), ("gsm2", "up", "idle")]
+        ("gsm1", "up", "idle"), ("gsm2", "up", "idle"), ("sip1", "up", "idle")]
+    sip1 = status["lines"][2]
+    assert sip1["family"] == "sip" and sip1["address"] == "127.0.0.1" and sip1["port"] > 0  # 0 asked: any port
     assert status["lines"][0]["model"] == "SIMCOM_SIM7600E-H"
 
 
@@ -112,7 +114,7 @@ def test_the_dashboard_shows_the_lines(web):
     page = web.get("/").get_data(as_text=True)
     assert 'data-line="gsm1"' in page and 'data-line="gsm2"' in page and "VIRTUAL GSM" in page
     status = web.get("/api/status").get_json()
-    assert {line["id"] for line in status["lines"]} == {"gsm1", "gsm2"}
+    assert {line["id"] for line in status["lines"]} == {"gsm1", "gsm2", "sip1"}
 
 
 def test_the_journal_page_plays_the_recording(web, box, first_call):

@@ -40,7 +40,7 @@ def test_validation_names_the_field(change, field):
 
 def test_demo_config_is_valid_and_has_the_demo_lines():
     config = validate(demo_config())
-    assert [line["id"] for line in config["lines"]] == ["gsm1", "gsm2"]
+    assert [line["id"] for line in config["lines"]] == ["gsm1", "gsm2", "sip1"]
     assert len(config["operators"]) == 1 and len(config["virtual"]["phones"]) == 1
 
 

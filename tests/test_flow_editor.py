@@ -177,7 +177,7 @@ def node_form(web, node_id, flow_id="main"):
 
 def test_the_menus_page_lists_the_demo_flow(web):
     page = web.get("/flows/").get_data(as_text=True)
-    assert 'data-flow="main"' in page and "Admissions hot-line" in page and "gsm1, gsm2" in page
+    assert 'data-flow="main"' in page and "Admissions hot-line" in page and "gsm1, gsm2, sip1" in page
     assert 'href="/flows/"' in web.get("/").get_data(as_text=True)  # in the menu
 
 
@@ -253,7 +253,7 @@ def test_a_loop_without_caller_input_is_refused_at_the_field_that_closes_it(web,
     ("menu", {"prompt": "menu_main", "timeout": "500"}, "timeout", "must be a whole number from 1 to 120"),
     ("menu", {"prompt": "menu_main", "timeout": "soon"}, "timeout", "must be a whole number from 1 to 120"),
     ("menu", {"prompt": "menu_main"}, "options", "must map keys to choices, such as {&#34;1&#34;: ...}"),
-    ("forward", {"number": "call me"}, "number", "must be a phone number such as +359888123456"),
+    ("forward", {"number": "call me"}, "number", "must be a phone number such as +359888123456 or a SIP URI"),
 ])
 def test_a_new_node_the_engine_refuses_shows_why_next_to_the_field(web, engine, kind, values, field, message):
     page = web.get(f"/flows/main/nodes/new?type={kind}&node_id=draft").get_data(as_text=True)
@@ -313,7 +313,7 @@ def test_a_menu_a_line_uses_can_be_neither_deleted_nor_renamed(web, engine):
     assert error_text(response.get_data(as_text=True), "delete") == "line gsm1, flow: no flow &#39;main&#39;"
     page = web.get("/flows/main").get_data(as_text=True)
     response = web.post("/flows/main/settings", data=changed(form_fields(page, "flow-settings"), id="main2"))
-    assert response.status_code == 400 and "gsm1, gsm2 use this menu" in error_text(response.get_data(as_text=True), "id")
+    assert response.status_code == 400 and "gsm1, gsm2, sip1 use this menu" in error_text(response.get_data(as_text=True), "id")
     assert in_force(engine, "flows") == DEMO["flows"]
 
 

@@ -164,8 +164,9 @@ def audit_actions(box):
 
 def test_api_status_gives_lines_calls_queue_and_operators(clients):
     status = clients["operator"].get("/api/status").get_json()
-    assert {line["id"] for line in status["lines"]} == {"gsm1", "gsm2"}
-    assert all(line["model"] == "SIMCOM_SIM7600E-H" and line["signal_bars"] is not None for line in status["lines"])
+    assert {line["id"] for line in status["lines"]} == {"gsm1", "gsm2", "sip1"}
+    gsm = [line for line in status["lines"] if line["id"] != "sip1"]
+    assert all(line["model"] == "SIMCOM_SIM7600E-H" and line["signal_bars"] is not None for line in gsm)
     assert status["calls"] == [] and status["queue"] == []
     assert [(op["id"], op["number"]) for op in status["operators"]] == [("op1", OPERATOR_NUMBER)]
 

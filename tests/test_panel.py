@@ -258,7 +258,7 @@ def test_status_led_says_ready_and_line_leds_follow_a_call(box, module_factory):
     assert result["answered"]
     assert seen == ["idle", "ringing", "in_call", "idle"]
     assert panel.patterns[1] == "idle"  # the other line stayed idle
-    assert box.engine.status()["health"]["panel"]["lines"] == {"gsm1": "idle", "gsm2": "idle"}
+    assert box.engine.status()["health"]["panel"]["lines"] == {"gsm1": "idle", "gsm2": "idle", "sip1": "idle"}
 
 
 def test_short_press_toggles_the_closed_switch(box, module_factory):
