@@ -65,7 +65,7 @@ def state_names():
     return {
         "starting": _("starting"), "up": _("up"), "down": _("down"), "idle": _("idle"), "ringing": _("ringing"),
         "dialling": _("dialling"), "in call": _("in call"), "ready": _("ready"), "paused": _("paused"),
-        "on call": _("on call"), "wrap-up": _("wrap-up"), "offline": _("offline"),
+        "on call": _("on call"), "wrap-up": _("wrap-up"), "offline": _("offline"), "disabled": _("disabled"),
     }
 
 
@@ -85,7 +85,7 @@ def live_strings():
         "callback": _("call-back"), "hangUp": _("Hang up"), "ready": _("Ready"), "pause": _("Pause"),
         "confirmHangUp": _("Hang up call %(call)s?", call="{call}"),
         "live": _("live"), "reconnecting": _("reconnecting…"), "polling": _("refreshing every few seconds"),
-        "engineDown": _("The engine does not answer; retrying."),
+        "engineDown": _("The engine does not answer; retrying."), "channelsInUse": _("channels in use"),
         "webDown": _("The web UI does not answer:"),
     }
 

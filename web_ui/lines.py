@@ -1,8 +1,11 @@
 """Lines: the list with live state, each line's configuration, and a line's own page.
 
-A line's page shows its modem and SIM, outages and SMS, with the test SMS and balance
-buttons. Its configuration form edits every setting of a line without JSON; the SIM PIN
-is write-only (never sent back to the browser).
+A line's page shows its modem and SIM (or, for a SIP line, its address, registration and
+channels), outages and SMS, with the test SMS and balance buttons. Its configuration form
+edits every setting of a line without JSON; the SIM PIN and the SIP password are
+write-only (never sent back to the browser). Which settings a line gets is decided by the
+posted driver: a SIP line never gets modem settings (ports, PIN, audio levels) and a modem
+line never gets SIP ones.
 """
 import copy
 import math
@@ -11,7 +14,7 @@ import re
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance.config import ID_PATTERN, LINE_DRIVERS
+from appliance.config import ID_PATTERN, LINE_DRIVERS, SIP_CODECS, SIP_KEYS
 from appliance.errors import ApplianceError, ControlError
 
 from .auth import role_required
@@ -24,9 +27,19 @@ bp = Blueprint("lines", __name__, url_prefix="/lines")
 NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 MAX_SMS_TEXT = 1000
 BINDINGS = ("port", "imei", "iccid")
-TEXT_FIELDS = ("name", "driver", "port", "audio_port", "flow", "greeting", "balance_ussd", "sms_mode")
+COMMON_TEXT_FIELDS = ("name", "driver", "flow", "greeting")
+MODEM_TEXT_FIELDS = ("port", "audio_port", "balance_ussd", "sms_mode")
+TEXT_FIELDS = COMMON_TEXT_FIELDS + MODEM_TEXT_FIELDS
 INTEGER_FIELDS = ("microphone_gain", "speaker_gain", "balance_check_hours", "rings")
 SWITCHES = ("inbound", "outbound", "enabled")  # the engine defaults these to on
+# What only a modem line has: none of it may reach a SIP line (the engine refuses unknown keys).
+MODEM_KEYS = MODEM_TEXT_FIELDS + INTEGER_FIELDS + ("imei", "iccid", "low_balance", "pin", "volte", "power")
+SIP_TEXT_FIELDS = ("bind", "registrar", "username", "auth_realm", "dtmf")
+SIP_INTEGER_FIELDS = ("sip_port", "rtp_port", "reregister_seconds", "keepalive_seconds", "channels")
+# What a new SIP line starts with in the form (the engine's defaults; auth_realm "*" once it registers).
+SIP_DEFAULTS = {"bind": "0.0.0.0", "sip_port": 5060, "rtp_port": 4000, "reregister_seconds": 300,
+                "keepalive_seconds": 15, "channels": 4, "dtmf": "rfc2833", "peers": [], "codecs": list(SIP_CODECS)}
+DTMF_METHODS = ("rfc2833", "info")
 RESERVED_IDS = ("new",)  # /lines/new is the form for a new line
 
 
@@ -117,8 +130,10 @@ def show(line_id):
         abort(404)
     except ApplianceError as err:
         return render_template("line.html", line_id=line_id, details=None, error=str(err), form={}), 503
+    configured = _configured(line_id)
     return render_template("line.html", line_id=line_id, details=details, error=None, form={},
-                           can_edit=_is_configured(line_id))
+                           can_edit=configured is not None, is_sip=_is_sip(details, configured),
+                           binding=binding_text(configured) if configured else "")
 
 
 @bp.route("/<line_id>/sms", methods=("POST",))
@@ -158,17 +173,50 @@ def _page_with_errors(line_id, errors):
         details = get_engine().request("line", line=line_id)
     except ApplianceError:
         details = None
-    return render_template("line.html", line_id=line_id, details=details, error=None,
-                           errors=errors, form=request.form), 400
+    configured = _configured(line_id)
+    return render_template("line.html", line_id=line_id, details=details, error=None, errors=errors,
+                           form=request.form, can_edit=configured is not None,
+                           is_sip=_is_sip(details, configured),
+                           binding=binding_text(configured) if configured else ""), 400
+
+
+def _is_sip(details, configured):
+    """Whether the line is a SIP line (the engine's line state does not always carry its driver)."""
+    if configured is not None:
+        return configured.get("driver") == "sip"
+    live = (details or {}).get("line") or {}
+    return live.get("driver") == "sip" or live.get("family") == "sip"
 
 
 # --- configuration ------------------------------------------------------------------------
 
 
 def line_from_form(form, old):
-    """The line a posted form describes, built on ``old`` so that fields it does not show (power) stay."""
+    """The line a posted form describes, built on ``old`` so that fields it does not show (power) stay.
+
+    The posted driver decides which fieldsets count: a SIP line takes the SIP fieldset and
+    loses every modem setting; any other driver takes the modem fieldsets and loses the SIP ones.
+    """
     line, errors = copy.deepcopy(old), {}
-    for key in TEXT_FIELDS:
+    for key in COMMON_TEXT_FIELDS:
+        _set_or_drop(line, key, form.get(key, "").strip())
+    for key in SWITCHES:
+        line[key] = key in form
+    if line.get("driver") == "sip":
+        for key in MODEM_KEYS:
+            line.pop(key, None)
+        _sip_from_form(line, form)
+    else:
+        for key in SIP_KEYS:
+            line.pop(key, None)
+        errors.update(_modem_from_form(line, form))
+    return line, errors
+
+
+def _modem_from_form(line, form):
+    """The modem fieldsets: how the box finds the modem, SIM, audio levels."""
+    errors = {}
+    for key in MODEM_TEXT_FIELDS:
         _set_or_drop(line, key, form.get(key, "").strip())
     binding = form.get("binding", "port")
     if binding not in BINDINGS:
@@ -179,22 +227,41 @@ def line_from_form(form, old):
     for key in INTEGER_FIELDS:
         _set_or_drop(line, key, _number(form.get(key, ""), int))
     _set_or_drop(line, "low_balance", _number(form.get("low_balance", "").replace(",", "."), float))
-    for key in SWITCHES:
-        line[key] = key in form
     if "volte" in form:
         line["volte"] = True
     elif "volte" in line:
         line["volte"] = False  # written only once it was set, so an untouched line stays byte-equal
-    _apply_pin(line, form)
-    return line, errors
+    _apply_secret(line, form, "pin")
+    return errors
 
 
-def _apply_pin(line, form):
-    """A typed PIN replaces the old one, "remove" drops it, an empty field keeps it."""
-    if form.get("pin_remove"):
-        line.pop("pin", None)
-    elif form.get("pin", "").strip():
-        line["pin"] = form["pin"].strip()
+def _sip_from_form(line, form):
+    """The SIP fieldset: where it listens, where it registers, who may call, channels and codecs."""
+    for key in SIP_TEXT_FIELDS:
+        _set_or_drop(line, key, form.get(key, "").strip())
+    for key in SIP_INTEGER_FIELDS:
+        _set_or_drop(line, key, _number(form.get(key, ""), int))
+    line["peers"] = split_peers(form.get("peers", ""))
+    # In the order the boxes come (the line's order of preference); an unknown one goes to the engine to refuse.
+    line["codecs"] = list(dict.fromkeys(c.strip() for c in form.getlist("codecs") if c.strip()))
+    if not line.get("registrar"):
+        line.pop("auth_realm", None)  # a realm means something only to a registrar
+        if not line.get("username") and not form.get("password", "").strip():
+            line.pop("password", None)  # calls from peers only: a stored password has nothing left to log in to
+    _apply_secret(line, form, "password")
+
+
+def split_peers(text):
+    """Allowed peers typed one per line or comma-separated, as a list (each once, in order)."""
+    return list(dict.fromkeys(item.strip() for item in re.split(r"[,;\s]+", text) if item.strip()))
+
+
+def _apply_secret(line, form, key):
+    """A typed secret (PIN, password) replaces the old one, "remove" drops it, an empty field keeps it."""
+    if form.get(f"{key}_remove"):
+        line.pop(key, None)
+    elif form.get(key, "").strip():
+        line[key] = form[key].strip()
 
 
 def _set_or_drop(line, key, value):
@@ -261,15 +328,24 @@ def _find(config, line_id):
     return line
 
 
-def _is_configured(line_id):
+def _configured(line_id):
+    """The configured line ``line_id``, or None (not configured, or the engine does not answer)."""
     try:
-        return any(line["id"] == line_id for line in load_config()["config"]["lines"])
+        return next((line for line in load_config()["config"]["lines"] if line["id"] == line_id), None)
     except EngineDown:
-        return False
+        return None
 
 
 def binding_text(line):
-    """How the box finds the line's modem, in words."""
+    """How the box finds the line's modem (for a SIP line: where it listens and who it takes calls from), in words."""
+    if line.get("driver") == "sip":
+        port = line.get("sip_port", SIP_DEFAULTS["sip_port"]) or _("any port")
+        address = f"{line.get('bind', SIP_DEFAULTS['bind'])}:{port}"
+        parts = [_("SIP %(address)s via %(registrar)s", address=address, registrar=line["registrar"])
+                 if line.get("registrar") else _("SIP %(address)s", address=address)]
+        if line.get("peers"):
+            parts.append(_("peers %(peers)s", peers=", ".join(line["peers"])))
+        return ", ".join(parts)
     if line.get("imei"):
         return _("IMEI %(imei)s", imei=line["imei"])
     if line.get("iccid"):
@@ -278,7 +354,10 @@ def binding_text(line):
 
 
 def _form_values(line):
-    """A line as its form shows it; the PIN only as "set" or not."""
+    """A line as its form shows it; the PIN and the SIP password only as "set" or not.
+
+    A modem line's form shows the SIP defaults too, so that switching it to SIP starts from them.
+    """
     values = {key: "" if line.get(key) is None else str(line[key])
               for key in ("id", "imei", "iccid", "low_balance") + TEXT_FIELDS + INTEGER_FIELDS}
     values["binding"] = "imei" if line.get("imei") else "iccid" if line.get("iccid") else "port"
@@ -286,16 +365,29 @@ def _form_values(line):
         values[key] = line.get(key, True)
     values["volte"] = bool(line.get("volte"))
     values["pin_set"] = bool(line.get("pin"))
+    sip = line if line.get("driver") == "sip" else SIP_DEFAULTS
+    for key in SIP_TEXT_FIELDS + SIP_INTEGER_FIELDS:
+        value = sip.get(key, SIP_DEFAULTS.get(key))
+        values[key] = "" if value is None else str(value)
+    values["peers"] = "\n".join(sip.get("peers", []))
+    values["codecs"] = list(sip.get("codecs", SIP_CODECS))
+    values["password_set"] = bool(line.get("password"))
     return values
 
 
 def _posted_values():
-    """The posted form, to show again as typed (all but the PIN)."""
-    values = {key: request.form.get(key, "") for key in ("id", "binding", "imei", "iccid", "low_balance")
-              + TEXT_FIELDS + INTEGER_FIELDS}
+    """The posted form, to show again as typed (all but the PIN and the password)."""
+    values = {key: request.form.get(key, "") for key in ("id", "binding", "imei", "iccid", "low_balance", "peers")
+              + TEXT_FIELDS + INTEGER_FIELDS + SIP_TEXT_FIELDS + SIP_INTEGER_FIELDS}
     for key in SWITCHES + ("volte",):
         values[key] = key in request.form
+    values["codecs"] = request.form.getlist("codecs")
     return values
+
+
+def codec_choices(chosen):
+    """The codecs as the form's boxes list them: the chosen ones first in their order, then the rest."""
+    return [c for c in chosen if c in SIP_CODECS] + [c for c in SIP_CODECS if c not in chosen]
 
 
 def _form_page(config, line, values, errors, status=200):
@@ -303,7 +395,9 @@ def _form_page(config, line, values, errors, status=200):
     if line is not None:
         values["id"] = line["id"]  # not a field of the edit form: a line keeps its id
         values["pin_set"] = bool(line.get("pin"))
+        values["password_set"] = bool(line.get("password"))
     prompts = sorted({p["id"] for p in config["prompts"]})
     page = render_template("lines_form.html", line=line, values=values, errors=errors, drivers=LINE_DRIVERS,
-                           flows=[(f["id"], f.get("name") or f["id"]) for f in config["flows"]], prompts=prompts)
+                           flows=[(f["id"], f.get("name") or f["id"]) for f in config["flows"]], prompts=prompts,
+                           codecs=codec_choices(values.get("codecs", [])), dtmf_methods=DTMF_METHODS)
     return page, status

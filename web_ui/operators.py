@@ -1,4 +1,9 @@
-"""Operators: endpoints, groups, shifts, wrap-up; their live state, pause and ready."""
+"""Operators: endpoints, groups, shifts, wrap-up; their live state, pause and ready.
+
+An operator's number is a phone number (a mobile, dialled out over a line) or a SIP URI
+(a desk phone or softphone, called through a SIP line); ``confirm`` says whether they must
+press 1 to accept a call (a mobile must: its voicemail would otherwise take the caller).
+"""
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -16,7 +21,7 @@ from .hours import (FieldMap, box_timezone, delete_item, condition_state, engine
 bp = Blueprint("operators", __name__, url_prefix="/operators")
 
 STATES = ("ready", "paused")
-SIMPLE_FIELDS = ("id", "name", "number", "groups", "wrap_up_seconds", "enabled", "shift")
+SIMPLE_FIELDS = ("id", "name", "number", "groups", "wrap_up_seconds", "enabled", "shift", "confirm")
 STATE_LABELS = {"ready": _l("ready"), "paused": _l("paused"), "ringing": _l("ringing"),
                 "on call": _l("on call"), "wrap-up": _l("wrap-up"),
                 "offline": _l("offline (off shift or disabled)"), "unknown": _l("unknown")}
@@ -72,7 +77,7 @@ def new():
     """Add an operator."""
     config = load_config()["config"]
     if request.method == "GET":
-        return _form_page(config, MultiDict([("enabled", "on"), ("shift_mode", "always"),
+        return _form_page(config, MultiDict([("enabled", "on"), ("confirm", "on"), ("shift_mode", "always"),
                                              ("wrap_up_seconds", "0")]), None, {})
     return _save(config, None)
 
@@ -108,6 +113,8 @@ def operator_form(operator):
     pairs.append(("wrap_up_seconds", str(operator.get("wrap_up_seconds", 0))))
     if operator.get("enabled", True):
         pairs.append(("enabled", "on"))
+    if operator.get("confirm", not str(operator.get("number", "")).startswith(("sip:", "sips:"))):
+        pairs.append(("confirm", "on"))
     shift = operator.get("shift")
     pairs.append(("shift_mode", "weekly" if shift else "always"))
     if shift:
@@ -128,6 +135,8 @@ def operator_value(form, old, fields):
     wrap_up = whole(form.get("wrap_up_seconds"))
     operator["wrap_up_seconds"] = 0 if wrap_up is None else wrap_up
     operator["enabled"] = "enabled" in form
+    if "confirm_shown" in form:
+        operator["confirm"] = "confirm" in form  # as posted: the page's box says it in so many words
     if form.get("shift_mode") == "weekly":
         # Holidays or special days set elsewhere stay; the page edits the week.
         shift = dict(operator.get("shift") or {})

@@ -178,6 +178,29 @@ function startDashboard(root) {
     return Hotline.cell(span);
   }
 
+  // A SIP line: its address and the UDP port it really listens on (0 in the settings means any free one).
+  function lineKind(line) {
+    if (line.driver !== "sip") return Hotline.cell(line.model || line.driver || "");
+    const cell = Hotline.cell("SIP");
+    if (line.port !== null && line.port !== undefined) {
+      const span = document.createElement("span");
+      span.className = "sip-address";
+      span.textContent = (line.address || "0.0.0.0") + ":" + line.port;
+      cell.append(" ", span);
+    }
+    return cell;
+  }
+
+  // A SIP line has no signal: its channels in use take that column.
+  function channels(line) {
+    if (typeof line.channels !== "number") return Hotline.cell("");
+    const span = document.createElement("span");
+    span.className = "channels";
+    span.title = text.channelsInUse || "";
+    span.textContent = (line.channels_in_use || 0) + "/" + line.channels;
+    return Hotline.cell(span);
+  }
+
   function renderLines(lines) {
     const body = Hotline.fill($("lines"), lines, text.noLines);
     for (const line of lines) {
@@ -197,8 +220,9 @@ function startDashboard(root) {
       }
       const activity = line.activity || line.state || "";
       const state = stateName(activity) + (line.error ? " \u2014 " + line.error : "");
-      tr.append(name, Hotline.cell(line.model || line.driver || ""),
-                Hotline.cell(state, "state state-" + activity.replaceAll(" ", "-")), bars(line),
+      tr.append(name, lineKind(line),
+                Hotline.cell(state, "state state-" + activity.replaceAll(" ", "-")),
+                line.driver === "sip" ? channels(line) : bars(line),
                 Hotline.cell(line.registration || ""), Hotline.cell(line.operator || ""),
                 Hotline.cell(line.balance_text || ""));
       body.append(tr);
