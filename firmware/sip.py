@@ -43,6 +43,7 @@ SILENCE = bytes(FRAME_BYTES)
 JOB_SECONDS = 5.0  # how long a caller waits for the sip-stack thread to run its job
 CLOSE_SECONDS = 2.0  # how long close() waits for calls to end before tearing them down
 MAX_CALLS = 64  # asked of pjsua for all lines together; it keeps to its build's PJSUA_MAX_CALLS
+PORT_REMOVAL_SECONDS = 0.1  # five ticks of the conference bridge's clock
 KEPT_LEGS = 64  # ended legs remembered, so a late command on one finds it, not a new leg
 DTMF_DIGITS = set("0123456789*#ABCDabcd")
 NUMBER = re.compile(r"^\+?[0-9*#]+$")
@@ -120,6 +121,7 @@ if AVAILABLE and _fast_frames_work():
 _stack = None
 _last_stack = None  # the one shut down last: its thread must be gone before a new Endpoint
 _stack_lock = threading.Lock()
+_KEPT_PORTS = []  # conference ports that could not be removed safely (see SipStack._remove_ports)
 _open_lines = set()  # lines not closed yet, closed at interpreter exit
 
 
@@ -178,6 +180,8 @@ class SipStack:
         self._jobs = queue.SimpleQueue()
         self._jobs_lock = threading.Lock()
         self._graveyard = []  # pjsua2 objects to delete on the next loop turn
+        self._ports = []  # every conference port made: deleted only at shutdown (take_port)
+        self._idle_ports = []
         self._stop = threading.Event()
         self._log_writer = None
         self._native = None
@@ -213,6 +217,52 @@ class SipStack:
         with self._jobs_lock:
             if self.alive:
                 self._jobs.put((job, None))
+
+    def take_port(self, audio):
+        """A conference port for one call's ``audio``: an idle one, or a new one.
+
+        pjsua2 2.15's AudioMediaPort destructor frees memory that the asynchronous
+        conference bridge still touches on its next tick (pjproject #4200): deleting a
+        port while the library runs crashes the process now and then. So a port is never
+        deleted while it runs: it goes back to this pool when its call ends, and at
+        shutdown it is taken out of the bridge, given time to go, and only then deleted.
+        """
+        port = self._idle_ports.pop() if self._idle_ports else self._new_port()
+        port.attach(audio)
+        return port
+
+    def give_back_port(self, port, call_media):
+        """A call ended: part its port from the call's stream and keep it for the next call."""
+        port.attach(None)
+        if call_media is not None:
+            for source, sink in ((port, call_media), (call_media, port)):
+                try:
+                    source.stopTransmit(sink)
+                except Exception:  # the stream went with its call: nothing left to part
+                    pass
+        self._idle_ports.append(port)
+
+    def _new_port(self):
+        port = _FramePort()
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, 20000, 16)
+        port.createPort(f"call-audio-{len(self._ports) + 1}", fmt)
+        self._ports.append(port)
+        return port
+
+    def _remove_ports(self):
+        """Take every port out of the bridge, let its clock finish that, then delete them."""
+        remove = getattr(self._native, "pjsua_conf_remove_port", None)
+        if remove is None:  # a build that hides pjsua's C API: keep the ports for the process's life
+            _KEPT_PORTS.extend(self._ports)
+        for port in self._ports:
+            port.attach(None)
+            if remove is not None:
+                remove(port.getPortId())
+        if self._ports:
+            time.sleep(PORT_REMOVAL_SECONDS)
+        self._idle_ports.clear()
+        self._ports.clear()  # each destructor now finds its slot empty and frees its pool
 
     def bury(self, *objects):
         """Delete pjsua2 objects on the next loop turn, on this thread, outside any callback."""
@@ -347,6 +397,7 @@ class SipStack:
         for line in list(self.lines):
             line._teardown()
         self._graveyard.clear()
+        self._remove_ports()
         if self.ep is not None:
             try:
                 self.ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)  # calls already ended: do not wait a second
@@ -443,17 +494,26 @@ if AVAILABLE:
                 self.leg._dtmf_received(prm.digit, prm.method)
 
     class _FramePort(pj.AudioMediaPort):
-        """A conference port between one call and its SipAudio; runs on pjmedia's clock thread."""
+        """A conference port between a call and its SipAudio; runs on pjmedia's clock thread.
 
-        def __init__(self, audio):
+        Ports outlive calls (see SipStack.take_port): ``attach`` points one at the next
+        call's buffers, or at none (it then drops what it hears and says silence).
+        """
+
+        def __init__(self):
             super().__init__()
-            self._received = audio._received
-            self._outgoing = audio._outgoing
+            self._received = self._outgoing = None
+
+        def attach(self, audio):
+            """Carry ``audio``'s frames from now on (None: carry nothing)."""
+            # One tuple assignment: the clock thread sees the old buffers or the new, never half.
+            self._received, self._outgoing = (audio._received, audio._outgoing) if audio else (None, None)
 
         def onFrameReceived(self, frame):
             try:
-                if frame.type == AUDIO_FRAME:
-                    self._received.append(read_frame_bytes(frame.buf))
+                received = self._received
+                if frame.type == AUDIO_FRAME and received is not None:
+                    received.append(read_frame_bytes(frame.buf))
             except Exception:  # never unwind into pjmedia's clock thread
                 log.exception("SIP audio in failed")
 
@@ -461,7 +521,7 @@ if AVAILABLE:
             try:
                 try:
                     data = self._outgoing.popleft()
-                except IndexError:
+                except (IndexError, AttributeError):  # nothing queued, or no call attached
                     data = SILENCE
                 frame.type = AUDIO_FRAME
                 write_frame_bytes(frame, data)
@@ -614,10 +674,7 @@ class SipLeg:
 
     def _connect_audio(self, call_media):
         if self._port is None:
-            self._port = _FramePort(self.audio)
-            fmt = pj.MediaFormatAudio()
-            fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, 20000, 16)
-            self._port.createPort(f"{self.line.name}/{self.channel}", fmt)
+            self._port = self.line._stack.take_port(self.audio)
         if self._call_media is not None and self._call_media.getPortId() == call_media.getPortId():
             return  # a re-INVITE that kept the same stream
         call_media.startTransmit(self._port)
@@ -663,7 +720,9 @@ class SipLeg:
         """Hand the call and its port to the graveyard (deleted on the next loop turn)."""
         if self._call is not None:
             self._call.leg = None  # no cycle left for the garbage collector to find on another thread
-        self.line._stack.bury(self._call, self._port, self._call_media)
+        if self._port is not None:
+            self.line._stack.give_back_port(self._port, self._call_media)
+        self.line._stack.bury(self._call, self._call_media)
         self._call = self._port = self._call_media = None
 
 

@@ -355,7 +355,34 @@ class RtpListener:
 
 # --- sipp -------------------------------------------------------------------------------
 
-class Sipp:
+class _PeerProcess:
+    """What sipp and baresip share: a scratch directory, its files, ``with`` and clean-up."""
+
+    directory = None
+
+    def cleanup(self):
+        """Stop the peer and remove its directory."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()  # its logs (and what it heard) stay readable until the interpreter exits
+
+    def _path(self, name):
+        return os.path.join(self.directory, name)
+
+    def _read(self, name):
+        try:
+            with open(self._path(name), errors="replace") as log:
+                return log.read()
+        except FileNotFoundError:
+            return ""
+
+
+class Sipp(_PeerProcess):
     """One sipp process running a scenario from tests/sipp; never outlives its ``with`` block.
 
     Scenarios are templates: ``@NAME@`` is replaced by ``values["NAME"]`` before sipp
@@ -492,16 +519,6 @@ class Sipp:
         """Every SIP message sipp sent and received."""
         return self._read("messages.log")
 
-    def cleanup(self):
-        """Stop sipp and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()  # the logs stay readable until the interpreter exits
 
     def _render(self):
         with open(os.path.join(SCENARIOS, self.scenario)) as template:
@@ -513,16 +530,6 @@ class Sipp:
         with open(path, "w") as out:
             out.write(text)
         return path
-
-    def _path(self, name):
-        return os.path.join(self.directory, name)
-
-    def _read(self, name):
-        try:
-            with open(self._path(name), errors="replace") as log:
-                return log.read()
-        except FileNotFoundError:
-            return ""
 
 
 def _play_action(pcap):
@@ -638,7 +645,7 @@ def _wait_for_udp_bound(port, process, timeout=5.0):
 
 # --- baresip ----------------------------------------------------------------------------
 
-class Baresip:
+class Baresip(_PeerProcess):
     """baresip 1.0.0 as an operator's softphone: auto-answers, sends a sine tone, keeps what it hears.
 
     Headless: the sine comes from ``ausine`` (48 kHz stereo, resampled by baresip), the
@@ -725,16 +732,6 @@ class Baresip:
         if self.process is not None:
             _terminate(self.process)
 
-    def cleanup(self):
-        """Stop baresip and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()  # what it heard stays readable until the interpreter exits
 
     def _write_config(self):
         config = {
@@ -780,9 +777,6 @@ class Baresip:
             body, self._buffer = rest[:int(length)], rest[int(length) + 1:]
             with contextlib.suppress(ValueError), self._lock:
                 self._events.append(json.loads(body))
-
-    def _path(self, name):
-        return os.path.join(self.directory, name)
 
 
 def _free_tcp_port():

@@ -111,6 +111,17 @@ def sip_caller(box, digits, *, talk_seconds=14.0, end="bye"):
     return caller
 
 
+def call_through(box, digits, talk_seconds):
+    """One sipp caller pressing ``digits``; once the box is idle again, (caller's row, operator's leg)."""
+    caller = sip_caller(box, digits, talk_seconds=talk_seconds)
+    with caller:
+        caller.wait()
+    wait_for(lambda: not box.status()["calls"], timeout=20)
+    calls = journal(box)
+    row = next(c for c in calls if c["line_id"] == "sip1" and c["role"] == "caller")
+    return row, next(c for c in calls if c["role"] == "operator" and c["parent_id"] == row["id"])
+
+
 def journal(box, last=50):
     """The newest calls, newest first."""
     return box.engine.request("calls", last=last)
@@ -203,13 +214,7 @@ def test_a_gsm_caller_reaches_the_sip_operator_both_ways_and_recorded(sip_box, p
 
 
 def test_a_sip_caller_reaches_a_mobile_operator_over_a_gsm_line(sip_box):
-    caller = sip_caller(sip_box, "3", talk_seconds=12.0)
-    with caller:
-        caller.wait()
-    wait_for(lambda: not sip_box.status()["calls"], timeout=20)
-    calls = journal(sip_box)
-    row = next(c for c in calls if c["line_id"] == "sip1" and c["role"] == "caller")
-    leg = next(c for c in calls if c["role"] == "operator" and c["parent_id"] == row["id"])
+    row, leg = call_through(sip_box, "3", talk_seconds=12.0)
     assert (row["outcome"], row["operator"]) == ("answered", "op_mobile")
     assert leg["line_id"] in ("gsm1", "gsm2") and leg["callee"] == "+359700000100"
     path = os.path.join(sip_box.data_dir, row["recording"])
@@ -221,13 +226,7 @@ def test_a_sip_caller_reaches_a_mobile_operator_over_a_gsm_line(sip_box):
 
 
 def test_a_peer_answering_503_is_on_the_line_and_in_the_journal(sip_box):
-    caller = sip_caller(sip_box, "4", talk_seconds=4.0)
-    with caller:
-        caller.wait()
-    wait_for(lambda: not sip_box.status()["calls"], timeout=20)
-    calls = journal(sip_box)
-    row = next(c for c in calls if c["line_id"] == "sip1" and c["role"] == "caller")
-    leg = next(c for c in calls if c["role"] == "operator" and c["parent_id"] == row["id"])
+    _, leg = call_through(sip_box, "4", talk_seconds=4.0)
     assert leg["outcome"] == "failed" and leg["operator"] == "op_refusing"
     status = next(e for e in events(sip_box, leg["id"]) if e["kind"] == "sip_status")
     assert (status["code"], status["reason"]) == (503, "Service Unavailable")

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-import timeit
 
 import pytest
 
@@ -89,42 +88,39 @@ def uri_of(line):
 
 # --- the frame path ------------------------------------------------------------------
 
-def test_frames_cross_the_swig_boundary_fast_and_intact():
+def test_frames_cross_the_swig_boundary_intact_by_the_fast_path():
     import pjsua2 as pj
     assert sip.read_frame_bytes is sip._fast_read, "the ctypes fast path was refused on this build"
     data = bytes(range(256)) + bytes(range(64))
     frame = pj.MediaFrame()
     frame.buf = pj.ByteVector(data)
-    assert sip.read_frame_bytes(frame.buf) == data
+    assert sip.read_frame_bytes(frame.buf) == data == sip._slow_read(frame.buf)
     out = pj.MediaFrame()
     sip.write_frame_bytes(out, data[::-1])
     assert bytes(out.buf) == data[::-1] and out.size == 320
-    fast = timeit.timeit(lambda: sip.read_frame_bytes(frame.buf), number=2000) / 2000
-    slow = timeit.timeit(lambda: sip._slow_read(frame.buf), number=200) / 200
-    assert fast * 10 < slow, (fast, slow)
 
 
-def test_frame_port_callbacks_cost_microseconds():
-    """The Python side of one 20 ms frame in and one out, as pjmedia's clock thread runs it."""
+def test_a_frame_port_carries_frames_both_ways_and_silence_when_detached():
+    """The Python side of one 20 ms frame in and one out, as pjmedia's clock thread runs it
+    (bench/bench_sip.py measures what it costs)."""
     import pjsua2 as pj
-    audio = sip.SipAudio("bench")
-    port = sip._FramePort(audio)
+    audio = sip.SipAudio("test")
+    port = sip._FramePort()
+    port.attach(audio)
     incoming = pj.MediaFrame()
     incoming.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
     incoming.buf = pj.ByteVector(sine(440, 0.02))
     outgoing = pj.MediaFrame()
     frame = sine(1000, 0.02)
-
-    def one_tick():
-        port.onFrameReceived(incoming)
-        audio.read_frame()
-        audio.write_frame(frame)
-        port.onFrameRequested(outgoing)
-
-    seconds = min(timeit.repeat(one_tick, number=2000, repeat=3)) / 2000
-    print(f"AudioMediaPort callbacks + SipAudio read/write: {seconds * 1e6:.1f} us per 20 ms frame")
+    port.onFrameReceived(incoming)
+    assert audio.read_frame() == sine(440, 0.02)
+    audio.write_frame(frame)
+    port.onFrameRequested(outgoing)
     assert read_back(outgoing) == frame
-    assert seconds < 200e-6  # 1 % of a frame's time; about 5-10 us here
+    port.attach(None)  # the call ended: the port waits in the pool for the next one
+    port.onFrameReceived(incoming)
+    port.onFrameRequested(outgoing)
+    assert audio.read_frame() is None and read_back(outgoing) == sip.SILENCE
 
 
 def read_back(frame):
