@@ -17,7 +17,8 @@ run: setup
 
 test: setup
 	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$(DEB_PACKAGES) $(TEST_DEB_PACKAGES)"
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/test_api_fuzz.py
+	$(BIN)/python -m pytest tests/test_api_fuzz.py  # serial: under xdist schemathesis folds its cases into one
 
 bench: setup
 	$(BIN)/python bench/run_all.py

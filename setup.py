@@ -23,6 +23,7 @@ setup(
         # systemd/build-pjsua2.sh. Without it the box runs with its SIP lines disabled.
         "pjsua2-python==2.15.1.post1; platform_machine=='x86_64' and python_version<'3.13'",
     ],
-    extras_require={"test": ["pytest>=8", "playwright>=1.40", "hypothesis>=6", "schemathesis>=4.32,<5"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "playwright>=1.40", "hypothesis>=6",
+                              "schemathesis>=4.32,<5"]},
     entry_points={"console_scripts": ["hotline = appliance.cli:main"]},
 )

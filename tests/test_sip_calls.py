@@ -17,7 +17,7 @@ from appliance.config import demo_config
 from appliance.control import ControlClient
 
 from .conftest import Box, wait_for
-from .sip_peers import (EVENT_NAMES, Baresip, RtpListener, Sipp, _dtmf_event, free_udp_port, g711_encode,
+from .sip_peers import (EVENT_NAMES, SIPP_PCAPS, Baresip, Sipp, _dtmf_event, free_udp_port, g711_encode,
                         rtp_packet, sine, tone_level, write_pcap)
 
 pytest.importorskip("pjsua2", reason="pjsua2 is not installed: the box runs with SIP lines disabled")
@@ -107,7 +107,7 @@ def sip_caller(box, digits, *, talk_seconds=14.0, end="bye"):
     (or, with ``end="wait"``, waits for the box to hang up)."""
     caller = Sipp.uac(f"127.0.0.1:{box.sip_port}", timeout=60, end=end)
     pcap = digits_then_tone_pcap(os.path.join(caller.directory, "caller.pcap"), digits, CALLER_TONE, talk_seconds)
-    caller.values.update({"PLAY": f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>', "PLAY_MS": int(talk_seconds * 1000) + 800})
+    caller.values.update({"PLAY": _play(pcap), "PLAY_MS": int(talk_seconds * 1000) + 800})
     return caller
 
 
@@ -187,14 +187,21 @@ def test_both_sides_of_the_sip_bridge_are_in_the_recording(sip_to_softphone, sip
     assert channel_tone(path, 1, OPERATOR_TONE) > 0.3  # right: the operator
 
 
-def test_another_key_takes_the_caller_down_another_branch(sip_box):
-    caller = sip_caller(sip_box, "2", talk_seconds=0.5, end="wait")  # the box hangs up after the information
+def test_sipps_own_audio_and_rfc2833_pcaps_take_the_caller_down_another_branch(sip_box):
+    """sipp plays the speech of its g711a.pcap, then its dtmf_2833_2.pcap: the menu's branch 2."""
+    caller = Sipp.uac(f"127.0.0.1:{sip_box.sip_port}", timeout=60, end="wait")  # the box hangs up after it
+    speech, key = os.path.join(SIPP_PCAPS, "g711a.pcap"), os.path.join(SIPP_PCAPS, "dtmf_2833_2.pcap")
+    caller.values.update({"PLAY": f'{_play(speech)}<pause milliseconds="1500"/>{_play(key)}', "PLAY_MS": 100})
     with caller:
-        assert caller.wait() == 0, caller.errors() + caller.messages()
+        assert caller.wait() == 0, caller.errors()
     wait_for(lambda: not sip_box.status()["calls"], timeout=20)
     row = journal(sip_box, 1)[0]
     prompts = [e.get("prompt") for e in events(sip_box, row["id"]) if e["kind"] == "prompt"]
-    assert row["digits"].startswith("2") and "info" in prompts and row["queue"] is None
+    assert (row["line_id"], row["digits"], row["queue"]) == ("sip1", "2", None) and "info" in prompts
+
+
+def _play(pcap):
+    return f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'
 
 
 # --- GSM and SIP bridged both ways -----------------------------------------------------------------------
