@@ -8,6 +8,7 @@ A handler may define on_connected, on_dtmf, on_prompt_done and on_ended.
 import logging
 import os
 import time
+import weakref
 
 from .dtmf import DtmfDetector
 from .health import recording_refusal
@@ -49,7 +50,7 @@ class CallSession:
         self._voicemail = None
         self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
                                             parent_id=parent_id)
-        if channel is None and engine.line_channels(line_id) > 1:
+        if channel is None and engine.is_sip(line_id):
             self.channel = f"out-{self.id}"  # the engine names the outgoing calls of a SIP line
         engine.claim_line(line_id, self)
         self._publish("call.started")
@@ -72,7 +73,7 @@ class CallSession:
     def answer(self):
         """Ask the line to pick up; give up if it has not connected in time."""
         self._command("answer", lambda leg: leg.answer())
-        self.engine.later(ANSWER_TIMEOUT_SECONDS, self._answer_overdue)
+        self.engine.later(ANSWER_TIMEOUT_SECONDS, _weakly(self._answer_overdue))
 
     def reject(self, reason, outcome):
         """Refuse a ringing call without answering it (blacklist, no line for it)."""
@@ -87,14 +88,14 @@ class CallSession:
         self.answered = time.monotonic()
         self.engine.journal.answer_call(self.id)
         self._start_media()
-        self.engine.later(self.engine.config["settings"]["max_call_seconds"], self._too_long)
+        self.engine.later(self.engine.config["settings"]["max_call_seconds"], _weakly(self._too_long))
         self._publish("call.answered")
         if self.handler is not None and hasattr(self.handler, "on_connected"):
             self.handler.on_connected()
         else:
             self.play_prompt(self.engine.greeting_for(self.line_id))
             if self.hold_seconds is not None:
-                self.engine.later(self.hold_seconds, self._hold_over)
+                self.engine.later(self.hold_seconds, _weakly(self._hold_over))
 
     def _start_media(self):
         port = self.engine.line_audio(self.line_id, self.channel)
@@ -313,3 +314,16 @@ class CallSession:
 
     def _publish(self, kind, **extra):
         self.engine.publish({"type": kind, "call": self.snapshot(), **extra})
+
+
+def _weakly(method):
+    """``method``, called only while its call is still in memory: the ten-minute limit of a
+    call that ended long ago must not keep it, its media and its buffers alive till then."""
+    ref = weakref.WeakMethod(method)
+
+    def fire():
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return fire

@@ -6,6 +6,7 @@ start is reported with the field named and the last good copy is used instead. W
 configuration at all the box starts the embedded demo.
 """
 import copy
+import ipaddress
 import json
 import logging
 import os
@@ -37,12 +38,15 @@ DEFAULT_EVENTS = ("call.missed", "voicemail")
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
-# sip:user@host[:port] as an operator's phone or a forwarding target (no parameters, no spaces).
-SIP_URI_PATTERN = re.compile(r"^sips?:([A-Za-z0-9+._~-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+# sip:user@host[:port] as an operator's phone or a forwarding target (no parameters, no spaces;
+# UDP only, so no sips:).
+SIP_URI_PATTERN = re.compile(r"^sip:([A-Za-z0-9+._~-]+@)?[A-Za-z0-9.-]+(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}"
+                             r"|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$")
+SIP_USER_PATTERN = re.compile(r"^[A-Za-z0-9+._~-]{1,64}$")
 SIP_KEYS = ("bind", "sip_port", "rtp_port", "registrar", "username", "password", "auth_realm",
             "reregister_seconds", "keepalive_seconds", "peers", "channels", "codecs", "dtmf")
 SIP_CODECS = ("PCMA", "PCMU", "G722", "opus")
-HOST_PATTERN = re.compile(r"^[A-Za-z0-9.:-]+(/[0-9]{1,3})?$")
+HOST_NAME_PATTERN = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 DEMO_DATES_SMS = ("Admissions 2026: applications 1-20 July, exams 25 July, results 5 August. "
                   "Прием 2026: документи 1-20 юли, изпити 25 юли, резултати 5 август.")
@@ -267,6 +271,7 @@ def validate(document):
     settings = _settings(_section(document, "settings", dict))
     prompts = _items(document, "prompts", _prompt)
     lines = _items(document, "lines", _line)
+    _sip_ports_unique(lines)
     operators = _items(document, "operators", _operator)
     prompt_ids = {prompt["id"] for prompt in prompts}
     _refers(settings.get("greeting"), prompt_ids, "settings.greeting", "prompt")
@@ -399,7 +404,7 @@ def _sip_line(line, where):
                 + SIP_KEYS)
     _line_common(line, where)
     line.setdefault("bind", "0.0.0.0")
-    if not (isinstance(line["bind"], str) and HOST_PATTERN.match(line["bind"])):
+    if not _is_ip(line["bind"]):
         raise ConfigError(f"{where}.bind", "must be an IP address such as 0.0.0.0 or 127.0.0.1")
     for key, default in (("sip_port", 5060), ("rtp_port", 4000)):
         line.setdefault(key, default)
@@ -411,7 +416,7 @@ def _sip_line(line, where):
     _sip_registration(line, where)
     line.setdefault("peers", [])
     peers = line["peers"]
-    if not isinstance(peers, list) or not all(isinstance(p, str) and HOST_PATTERN.match(p) for p in peers):
+    if not isinstance(peers, list) or not all(_is_peer(p) for p in peers):
         raise ConfigError(f"{where}.peers", "must be a list of hosts or networks such as 192.168.1.10 or "
                                             "192.168.1.0/24")
     line.setdefault("codecs", list(SIP_CODECS))
@@ -422,16 +427,49 @@ def _sip_line(line, where):
     _choice(line, where, "dtmf", ("rfc2833", "info"))
 
 
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_peer(value):
+    """A host name, an IP address or a network (192.168.1.0/24)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return bool(HOST_NAME_PATTERN.match(value))
+    return True
+
+
+def _sip_ports_unique(lines):
+    """Two SIP lines cannot listen on the same address and port (0: any free port is fine)."""
+    seen = {}
+    for i, line in enumerate(lines):
+        if line.get("driver") != "sip" or not line["sip_port"]:
+            continue
+        key = (line["bind"], line["sip_port"])
+        if key in seen:
+            raise ConfigError(f"lines[{i}].sip_port", f"line {seen[key]} listens on {key[0]}:{key[1]} already")
+        seen[key] = line["id"]
+
+
 def _sip_registration(line, where):
     if "registrar" not in line:
-        for key in ("username", "password"):
+        for key in ("username", "password", "auth_realm"):
             if key in line:
                 raise ConfigError(f"{where}.{key}", "needs a registrar to register to")
         return
     if not (isinstance(line["registrar"], str) and SIP_URI_PATTERN.match(line["registrar"])):
-        raise ConfigError(f"{where}.registrar", "must be a SIP URI such as sip:sip.provider.example")
+        raise ConfigError(f"{where}.registrar", "must be a SIP URI such as sip:sip.provider.example (UDP: no sips:)")
     for key in ("username", "password"):
         _text(line, where, key, required=True)
+    if not SIP_USER_PATTERN.match(line["username"]):
+        raise ConfigError(f"{where}.username", "must be letters, digits and + . _ ~ - only, as the provider gave it")
     line.setdefault("auth_realm", "*")
     _text(line, where, "auth_realm")
 

@@ -169,6 +169,10 @@ class Engine:
         state = self.lines.get(line_id, {})
         return min(line.get("channels", 4), state.get("stack_max_calls") or line.get("channels", 4))
 
+    def is_sip(self, line_id):
+        """Whether ``line_id`` is a SIP line (its calls are named by channel)."""
+        return self._line_config(line_id).get("driver") == "sip"
+
     def sessions_on(self, line_id):
         """The calls in progress on ``line_id``."""
         return [session for (line, _), session in self._calls.items() if line == line_id]
@@ -384,10 +388,14 @@ class Engine:
         handler(line_id, **event.data)
 
     def _on_incoming(self, line_id, number, channel=None, name=None, uri=None):
-        if (line_id, channel) in self._calls or len(self.sessions_on(line_id)) >= self.line_channels(line_id):
+        if (line_id, channel) in self._calls:
             return
-        # A SIP caller without a phone number is known (and called back) by their address.
-        caller = number if not uri or _textable(number) else _plain_uri(uri)
+        if len(self.sessions_on(line_id)) >= self.line_channels(line_id):
+            if channel is not None:  # the SIP line let it ring, but the engine has no room left
+                self.line_command(line_id, "hangup", lambda leg: leg.hangup(), channel=channel)
+                self._on_waiting(line_id, number, uri)
+            return
+        caller = _sip_caller(number, uri)
         session = CallSession(self, line_id, caller=caller, channel=channel)
         if uri:
             self.journal.add_event(session.id, "sip_from", uri=uri, name=name or "")
@@ -426,8 +434,9 @@ class Engine:
     def _line_config(self, line_id):
         return next((line for line in self.config["lines"] if line["id"] == line_id), {})
 
-    def _on_waiting(self, line_id, number):
-        """A second caller while the line is in a call (+CCWA): journal them as missed, call back."""
+    def _on_waiting(self, line_id, number, uri=None):
+        """A caller while the line has no room (+CCWA; 486 on SIP): journal them as missed, call back."""
+        number = _sip_caller(number, uri)
         now = time.monotonic()
         if now - self._waiting_seen.get((line_id, number), float("-inf")) < WAITING_REPEAT_SECONDS:
             return
@@ -474,10 +483,10 @@ class Engine:
         if state == "registered":
             self._line_state(line_id, {"state": "up", "error": None, "registration": "registered"})
             return
-        text = f"{code} {reason or ''}".strip()
-        self.journal.add_line_event(line_id, f"registration_{state}", code=code, reason=reason or "")
-        self._line_state(line_id, {"state": "down", "error": f"registration {state}: {text}",
-                                   "registration": f"{state}: {text}"})
+        text = f"{state}: {code} {reason or ''}".strip()
+        if self.lines.get(line_id, {}).get("registration") != text:  # each retry says it again: journal it once
+            self.journal.add_line_event(line_id, f"registration_{state}", code=code, reason=reason or "")
+        self._line_state(line_id, {"state": "down", "error": f"registration {text}", "registration": text})
 
     def _on_down(self, line_id, reason):
         for session in self.sessions_on(line_id):
@@ -562,6 +571,8 @@ class Engine:
         line = self.lines.setdefault(line_id, {"id": line_id})
         line.update(changes)
         sessions = self.sessions_on(line_id)
+        if line.get("family") == "sip":
+            line["channels_in_use"] = len(sessions)  # the driver's own count is only read at each poll
         line["call"] = sessions[0].id if sessions else None
         line["calls"] = [session.id for session in sessions]
         line["activity"] = _activity(line, sessions)
@@ -774,6 +785,14 @@ class Engine:
             log.error("%s failed: %s", getattr(action, "__name__", action), err)
         except Exception:  # a bug in one call's handling must not stop the box
             log.exception("engine action %r failed", action)
+
+
+def _sip_caller(number, uri):
+    """Who a caller is: their number, or for a SIP caller without a phone number (a name, a
+    PBX extension), their address, by which they are called back and never texted."""
+    if not uri or (number and re.fullmatch(r"\+?[0-9]{7,15}", number)):
+        return number
+    return _plain_uri(uri)
 
 
 def _textable(number):

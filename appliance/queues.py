@@ -304,8 +304,10 @@ class QueueManager:
                 return
 
     def _lines_for(self, entry):
-        """A call-back needs two free lines (operator, then caller); a waiting caller one."""
-        return self.engine.free_line_count() >= (2 if entry.task is not None else 1)
+        """A call-back needs two free lines (operator, then one that reaches the caller); a waiting caller one."""
+        if entry.task is None:
+            return self.engine.free_line_count() >= 1
+        return self.engine.free_line_count() >= 2 and self.engine.free_line(entry.number) is not None
 
     def _new_round_later(self, entry):
         """Everyone was tried: after the queue's pause, start again from the top."""

@@ -127,10 +127,12 @@ class Engine:
 
 def run_sipp(port, rate, calls, limit, workdir):
     """Place ``calls`` at ``rate`` per second (at most ``limit`` at once); return sipp's counts."""
+    # One at a time, a call lasts as long as the IVR: give sipp time for all of them.
+    seconds = calls / rate + (calls * 3 if limit == 1 else 0) + 90
     command = ["sipp", f"127.0.0.1:{port}", "-sf", SCENARIO, "-s", "hotline", "-i", "127.0.0.1",
                "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-r", str(rate), "-m", str(calls), "-l", str(limit),
-               "-rtp_echo", "-nostdin", "-trace_stat", "-fd", "1", "-timeout", f"{calls / rate + 90:.0f}s"]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=calls / rate + 120)
+               "-rtp_echo", "-nostdin", "-trace_stat", "-fd", "1", "-timeout", f"{seconds:.0f}s"]
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=seconds + 30)
     rows = _stat_rows(workdir)
     if not rows:
         raise SystemExit(f"sipp wrote no statistics (exit {done.returncode}): {done.stderr[-500:]}")
@@ -188,12 +190,14 @@ def leak_check():
             placed, rss = 0, {}
             for total in LEAK_CALLS:
                 counts = run_sipp(engine.port, 20, total - placed, 1, workdir)
-                placed = total
+                placed += counts["placed"]
                 engine.idle()
                 time.sleep(2)  # the after-call worker compresses the last recordings
                 rss[total] = engine.rss_mb()
-                print(f"after {total} sequential calls ({counts['failed']} failed in this run): "
+                print(f"after {placed} sequential calls ({counts['failed']} failed in this run): "
                       f"RSS {rss[total]:.1f} MB", flush=True)
+                if placed != total:
+                    raise SystemExit(f"sipp placed {placed} calls, not {total}: no leak figure")
         low, high = LEAK_CALLS
         per_call_kb = (rss[high] - rss[low]) * 1024 / (high - low)
         print(f"RSS growth from call {low} to call {high}: {rss[high] - rss[low]:+.1f} MB "

@@ -44,6 +44,7 @@ JOB_SECONDS = 5.0  # how long a caller waits for the sip-stack thread to run its
 CLOSE_SECONDS = 2.0  # how long close() waits for calls to end before tearing them down
 MAX_CALLS = 64  # asked of pjsua for all lines together; it keeps to its build's PJSUA_MAX_CALLS
 PORT_REMOVAL_SECONDS = 0.1  # five ticks of the conference bridge's clock
+REFUSING_REGISTRARS = (401, 403, 404, 407)
 KEPT_LEGS = 64  # ended legs remembered, so a late command on one finds it, not a new leg
 DTMF_DIGITS = set("0123456789*#ABCDabcd")
 NUMBER = re.compile(r"^\+?[0-9*#]+$")
@@ -452,7 +453,8 @@ if AVAILABLE:
             if prm.statusCode == 486:  # pjsua's own call limit: the caller is journaled as missed
                 line = self._stack.line_for_request(prm.rdata.wholeMsg)
                 if line is not None:
-                    line._emit("waiting", number=_remote_party(prm.remoteInfo)[0])
+                    number, _, uri = _remote_party(prm.remoteInfo)
+                    line._emit("waiting", number=number, uri=uri)
 
     class _Account(pj.Account):
         """A line's account: incoming calls and registration state go to the line."""
@@ -506,7 +508,8 @@ if AVAILABLE:
 
         def attach(self, audio):
             """Carry ``audio``'s frames from now on (None: carry nothing)."""
-            # One tuple assignment: the clock thread sees the old buffers or the new, never half.
+            # Two stores: the clock thread may see one new and one old buffer for a frame, which
+            # costs at most that frame (a detached port has no call that could hear it).
             self._received, self._outgoing = (audio._received, audio._outgoing) if audio else (None, None)
 
         def onFrameReceived(self, frame):
@@ -599,8 +602,13 @@ class SipLeg:
 
     def dial(self, target):
         """Call a SIP URI, or a number through the registrar (or the first peer)."""
-        uri = self.line.target_uri(target)
-        self.line._stack.call(lambda: self._dial(uri))
+        try:
+            uri = self.line.target_uri(target)
+            self.line._stack.call(lambda: self._dial(uri))
+        except FirmwareError:
+            if self.state == "idle":
+                self.state = "ended"  # never dialled: the line may forget it like any ended leg
+            raise
 
     def send_dtmf(self, digits):
         """Send DTMF digits: RFC 2833 events, or SIP INFO when the line's ``dtmf`` is "info"."""
@@ -675,8 +683,8 @@ class SipLeg:
     def _connect_audio(self, call_media):
         if self._port is None:
             self._port = self.line._stack.take_port(self.audio)
-        if self._call_media is not None and self._call_media.getPortId() == call_media.getPortId():
-            return  # a re-INVITE that kept the same stream
+        # After a re-INVITE pjsua may rebuild the stream in the same conference slot, without
+        # its connections: connect again every time (harmless when they are still there).
         call_media.startTransmit(self._port)
         self._port.startTransmit(call_media)
         self.line._stack.bury(self._call_media)
@@ -884,7 +892,7 @@ class SipLine:
             return self._refuse(call, 503)
         if len(self._active) >= self.channels:
             self._refuse(call, 486)
-            return self._emit("waiting", number=number)
+            return self._emit("waiting", number=number, uri=uri)
         leg = self._new_incoming_leg()
         call.leg = leg
         self._claim_channel(leg)
@@ -931,9 +939,9 @@ class SipLine:
         if 200 <= code < 300:
             state = "registered" if expiration > 0 else "unregistered"
             self.registration = state
-        else:
-            state = "refused"
-            self.registration = f"refused: {code} {reason}"
+        else:  # 401/403/404: the provider said no; a timeout or 5xx: it could not say yes
+            state = "refused" if code in REFUSING_REGISTRARS else "failed"
+            self.registration = f"{state}: {code} {reason}"
         self._emit("registration", state=state, code=int(code), reason=reason)
 
     def _hangup_all(self):

@@ -208,7 +208,7 @@ def test_a_demo_line_saved_unchanged_stays_as_it_was(web, engine, line_id):
 
 @pytest.mark.parametrize("values, field, message", [
     ({"sip_port": "70000"}, "sip_port", "must be a whole number from 0 to 65535"),
-    ({"registrar": "nonsense"}, "registrar", "must be a SIP URI such as sip:sip.provider.example"),
+    ({"registrar": "nonsense"}, "registrar", "must be a SIP URI such as sip:sip.provider.example (UDP: no sips:)"),
     ({"channels": "0"}, "channels", "must be a whole number from 1 to 64"),
     ({"peers": "192.168.1.0/24, not a host!"}, "peers", "must be a list of hosts or networks such as 192.168.1.10 "
                                                          "or 192.168.1.0/24"),
