@@ -174,6 +174,24 @@ def box(tmp_path_factory):
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def engine(box):
+    """The demo box's engine control API, patient enough for a configuration save that speaks."""
+    return ControlClient(os.path.join(box.data_dir, "engine.sock"), timeout=60)
+
+
+def in_force(engine, section):
+    """A section of the configuration the engine runs now."""
+    return engine.request("config")["config"][section]
+
+
+def restore_sections(engine, document, sections):
+    """Put ``sections`` of the running configuration back to ``document``'s, where a test changed them."""
+    for section in sections:
+        if in_force(engine, section) != document[section]:
+            assert engine.request("config_put", section=section, value=document[section])["saved"]
+
+
 @pytest.fixture
 def app(tmp_path):
     """The web app on an empty data directory (no engine running)."""

@@ -3,7 +3,6 @@
 Forms are read from the rendered page and posted back as a browser would post them
 (with only the fields a test changes altered), so what is tested is the page a user gets.
 """
-import os
 import re
 from html.parser import HTMLParser
 
@@ -12,10 +11,9 @@ from werkzeug.datastructures import MultiDict
 
 from appliance import accounts
 from appliance.config import demo_config, validate
-from appliance.control import ControlClient
 from web_ui import create_app
 
-from .conftest import ADMIN
+from .conftest import ADMIN, in_force, restore_sections
 
 DEMO = validate(demo_config())
 PASSWORD = "a long enough password"
@@ -147,24 +145,13 @@ def web(clients):
     return clients["admin"]
 
 
-@pytest.fixture(scope="module")
-def engine(box):
-    """The engine's control API, patient enough for a save."""
-    return ControlClient(os.path.join(box.data_dir, "engine.sock"), timeout=60)
-
-
-def in_force(engine, section):
-    """A section of the configuration the engine runs now."""
-    return engine.request("config")["config"][section]
 
 
 @pytest.fixture(autouse=True)
 def demo_again(engine):
     """Every test starts from, and leaves, the demo's menus and lines."""
     yield
-    for section in ("flows", "lines"):
-        if in_force(engine, section) != DEMO[section]:
-            assert engine.request("config_put", section=section, value=DEMO[section])["saved"]
+    restore_sections(engine, DEMO, ("flows", "lines"))
 
 
 def node_form(web, node_id, flow_id="main"):

@@ -11,7 +11,6 @@ from werkzeug.test import encode_multipart
 
 from appliance import accounts
 from appliance.config import demo_config, validate
-from appliance.control import ControlClient
 from web_ui import create_app
 from web_ui.prompts import MAX_UPLOAD_BYTES
 
@@ -53,11 +52,6 @@ def web(clients):
     """A browser logged in as the admin."""
     return clients["admin"]
 
-
-@pytest.fixture(scope="module")
-def engine(box):
-    """The engine's control API, patient enough for a save that speaks."""
-    return ControlClient(os.path.join(box.data_dir, "engine.sock"), timeout=60)
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,9 @@ import pytest
 
 from appliance import accounts
 from appliance.config import SIP_CODECS, SIP_KEYS, demo_config, validate
-from appliance.control import ControlClient
 from web_ui import create_app
 
-from .conftest import ADMIN
+from .conftest import ADMIN, in_force, restore_sections
 from .test_flow_editor import changed, form_fields
 
 DEMO = validate(demo_config())
@@ -50,22 +49,13 @@ def web(box_app):
     return client
 
 
-@pytest.fixture(scope="module")
-def engine(box):
-    return ControlClient(os.path.join(box.data_dir, "engine.sock"), timeout=60)
-
-
-def in_force(engine, section):
-    return engine.request("config")["config"][section]
 
 
 @pytest.fixture(autouse=True)
 def demo_again(engine):
     """Every test leaves the demo's lines and operators."""
     yield
-    for section in ("lines", "operators"):
-        if in_force(engine, section) != DEMO[section]:
-            assert engine.request("config_put", section=section, value=DEMO[section])["saved"]
+    restore_sections(engine, DEMO, ("lines", "operators"))
 
 
 def error_text(page, field):
