@@ -545,6 +545,7 @@ class Engine:
         self.publish({"type": "line.power_cycled", "line": line_id})
 
     def _line_state(self, line_id, state):
+        state = self._registration_outranks(line_id, state)
         before = self.lines.get(line_id, {}).get("state")
         self._set_line(line_id, state)
         after = self.lines[line_id].get("state")
@@ -558,6 +559,14 @@ class Engine:
             self.journal.add_line_event(line_id, "up")
         if "balance" in state:
             self._check_low_balance(line_id, state["balance"])
+
+    def _registration_outranks(self, line_id, state):
+        """A SIP line's runner reads "registering" as it opens the line while the provider's answer
+        may already be in: that answer wins, whichever of the two the loop hears first."""
+        known = self.lines.get(line_id, {}).get("registration")
+        if state.get("registration") != "registering" or known in (None, "registering"):
+            return state
+        return {key: value for key, value in state.items() if key not in ("registration", "state", "error")}
 
     def _check_low_balance(self, line_id, balance):
         line = next((line for line in self.config["lines"] if line["id"] == line_id), {})

@@ -284,7 +284,8 @@ def refused_trunk(tmp_path):
 
 
 def test_a_refused_registration_shows_on_the_line_and_in_the_journal(refused_trunk):
-    line = wait_for(lambda: _refused(refused_trunk), timeout=20)
+    # A first start speaks the demo's prompts (espeak-ng, a cold cache) before it opens the line.
+    line = wait_for(lambda: _refused(refused_trunk), timeout=90)
     assert line["state"] == "down" and "403 Forbidden" in line["error"]
     details = refused_trunk.engine.request("line", line="trunk")
     assert any(e["kind"] == "registration_refused" and e["detail"]["code"] == 403 for e in details["events"])
