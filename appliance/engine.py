@@ -561,12 +561,15 @@ class Engine:
             self._check_low_balance(line_id, state["balance"])
 
     def _registration_outranks(self, line_id, state):
-        """A SIP line's runner reads "registering" as it opens the line while the provider's answer
-        may already be in: that answer wins, whichever of the two the loop hears first."""
+        """A SIP line's runner says "up" as it opens the line while the provider's answer may
+        already be in, or come just after: that answer wins, whichever the loop hears first."""
+        registration = str(state.get("registration") or "")
         known = self.lines.get(line_id, {}).get("registration")
-        if state.get("registration") != "registering" or known in (None, "registering"):
-            return state
-        return {key: value for key, value in state.items() if key not in ("registration", "state", "error")}
+        if registration == "registering" and known not in (None, "registering"):
+            return {key: value for key, value in state.items() if key not in ("registration", "state", "error")}
+        if state.get("state") == "up" and registration.startswith(("refused", "failed")):
+            return dict(state, state="down", error=f"registration {registration}")
+        return state
 
     def _check_low_balance(self, line_id, balance):
         line = next((line for line in self.config["lines"] if line["id"] == line_id), {})
