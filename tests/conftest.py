@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,6 +14,8 @@ from appliance.errors import ApplianceError
 from hardware.virtual.network import VirtualNetwork
 from hardware.virtual.families import Sim7600Emulator
 from web_ui import create_app
+
+from .sip_peers import wait_until
 
 MODEM_NUMBER = "+359700000001"
 PHONE_NUMBER = "+359700000100"
@@ -45,13 +46,10 @@ def sim7600(network):
 
 def wait_for(predicate, timeout=10.0, interval=0.05):
     """Poll ``predicate`` until it returns something true; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
+    value = wait_until(predicate, timeout, interval)
+    if not value:
+        pytest.fail(f"condition not met within {timeout} s")
+    return value
 
 
 def free_port():
