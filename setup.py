@@ -11,6 +11,7 @@ setup(
     install_requires=[
         "pyserial>=3.5",
         "tinydb>=4.8",
+        "pydantic>=2.6,<3",  # the configuration's typed models (appliance/models.py)
         "flask>=3.0",
         "flask-wtf>=1.2",
         "flask-babel>=4.0",

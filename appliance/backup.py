@@ -35,7 +35,8 @@ import threading
 import zlib
 
 from . import journal as journal_module
-from .config import CONFIG_FILE, LAST_GOOD_FILE, ConfigStore, fsync_directory, remove_quietly
+from .config import CONFIG_FILE, LAST_GOOD_FILE, ConfigStore
+from .files import fsync_directory, remove_quietly
 from .errors import ApplianceError
 from .paths import CHECKOUT
 

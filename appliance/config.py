@@ -19,6 +19,7 @@ from tinydb.storages import Storage
 from . import flows as flows_module
 from . import schedule
 from .errors import ConfigError
+from .files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -161,35 +162,6 @@ class AtomicJSONStorage(Storage):
     def write(self, data):
         """Replace the file with ``data`` so that a power cut leaves old or new, never half."""
         write_atomically(self.path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True))
-
-
-def write_atomically(path, text):
-    """Write ``text`` to ``path`` through a fsynced temp file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = f"{path}.tmp"
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_directory(directory)
-
-
-def remove_quietly(path):
-    """Delete ``path`` if it is there (a temp file left by a failed write)."""
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-def fsync_directory(directory):
-    """Make a rename or a new file in ``directory`` durable (its entry is on disk when this returns)."""
-    dir_fd = os.open(directory or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ConfigStore:

@@ -31,12 +31,13 @@ from .ivr import FlowRun
 from .lines import LineRunner
 from .media import MediaClock, gain_factor
 from .operators import OperatorBoard, parse_sms_command
+from .paths import ENGINE_SOCKET
 from .prompts import PhraseCache, ensure_prompts
 from .queues import ForwardLeg, QueueManager
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "engine.sock"
+SOCKET_NAME = ENGINE_SOCKET
 REQUEST_TIMEOUT = 5.0
 TICK_SECONDS = 1.0
 CALLBACK_SCAN_SECONDS = 10.0

@@ -19,12 +19,11 @@ import threading
 import time
 
 from .control import ControlClient
-from .engine import SOCKET_NAME as ENGINE_SOCKET
+from .paths import ENGINE_SOCKET, TWIN_SOCKET
 from .errors import ApplianceError, ControlError
 
 log = logging.getLogger(__name__)
 
-TWIN_SOCKET = "twin.sock"  # hardware/virtual/world.py SOCKET_NAME; not imported so the CLI stays light
 NUMBER_PREFIX = "+3598990"
 ANSWER_TIMEOUT = 15.0  # how long the twin's caller lets a line ring (VirtualWorld.place_call)
 JOURNAL_TIMEOUT = 30.0  # after the last caller hung up

@@ -9,3 +9,9 @@ def default_data_dir():
     if os.path.exists(os.path.join(CHECKOUT, "setup.py")):
         return os.path.join(CHECKOUT, "var")
     return "/var/lib/hotline"
+
+
+# The processes' sockets in the data directory. Here, in a leaf module, so that the web
+# process and the command line name them without importing the engine (and pjsua2).
+ENGINE_SOCKET = "engine.sock"
+TWIN_SOCKET = "twin.sock"  # hardware/virtual/world.py listens on it

@@ -12,7 +12,7 @@ import tempfile
 from pydub import AudioSegment, silence
 from pydub.exceptions import CouldntDecodeError
 
-from .config import write_atomically
+from .files import write_atomically
 from .errors import PromptError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import wave
 
 from pydub.utils import get_encoder_name
 
-from .config import fsync_directory, remove_quietly
+from .files import fsync_directory, remove_quietly
 from .errors import RecordingError
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.control import KEEPALIVE_SECONDS
-from appliance.engine import SOCKET_NAME
+from appliance.paths import ENGINE_SOCKET as SOCKET_NAME
 from appliance.errors import ApplianceError, ControlError, EngineUnavailable
 from appliance.journal import now as journal_now
 

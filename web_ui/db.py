@@ -5,7 +5,7 @@ from flask import current_app, g
 
 from appliance import journal
 from appliance.control import ControlClient
-from appliance.engine import SOCKET_NAME
+from appliance.paths import ENGINE_SOCKET as SOCKET_NAME
 
 
 def get_db():
