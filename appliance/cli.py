@@ -11,13 +11,12 @@ import time
 
 from .config import ConfigStore
 from .control import ControlClient, JsonLineServer
-from .engine import SOCKET_NAME, Engine
 from .errors import ApplianceError, ControlError
-from .paths import default_data_dir
+from .paths import ENGINE_SOCKET as SOCKET_NAME
+from .paths import TWIN_SOCKET, default_data_dir
 
 log = logging.getLogger("hotline")
 
-TWIN_SOCKET = "twin.sock"
 # Each open live page (dashboard, wallboard, an operator's phone) holds a thread for its
 # event stream; web_ui.dashboard allows 24 of them, leaving the rest for pages.
 WEB_THREADS = 32
@@ -41,6 +40,7 @@ def main(argv=None):
 
 
 def _parser():
+    """The ``hotline`` command line: one sub-command a process or question."""
     parser = argparse.ArgumentParser(prog="hotline", description="The hot-line appliance.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -52,6 +52,17 @@ def _parser():
         p.set_defaults(handler=handler)
         return p
 
+    _add_process_commands(command)
+    _add_call_commands(command)
+    _add_modem_commands(command)
+    calls = command("calls", cmd_calls, "list the newest calls in the journal")
+    calls.add_argument("--last", type=int, default=10, metavar="N", help="how many (default: %(default)s)")
+    calls.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _add_process_commands(command):
+    """engine, web, run, twin, status: the box's processes and their state."""
     command("engine", cmd_engine, "run the call engine (owns lines and calls)")
     web = command("web", cmd_web, "serve the web UI")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -62,6 +73,10 @@ def _parser():
     command("twin", cmd_twin, "run the virtual modems and phones of the configuration's 'virtual' section")
     status = command("status", cmd_status, "print the box's live state as JSON")
     status.add_argument("--json", action="store_true", help="(the output is always JSON)")
+
+
+def _add_call_commands(command):
+    """call, loadtest, originate: test calls into and out of the running box."""
     call = command("call", cmd_call, "ring a virtual line of the running box as a caller would")
     call.add_argument("--line", required=True, help="line id, e.g. gsm1")
     call.add_argument("--from", dest="caller", required=True, metavar="NUMBER", help="the caller's number")
@@ -83,6 +98,16 @@ def _parser():
     load.add_argument("--hold", type=float, default=3.0, metavar="SECONDS",
                       help="seconds each caller stays once answered (default: %(default)s)")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    originate = command("originate", cmd_originate, "place a test call out of a line of the running box")
+    originate.add_argument("--line", required=True, help="line id, e.g. gsm1")
+    originate.add_argument("--to", required=True, metavar="NUMBER", help="the number to call")
+    originate.add_argument("--hold", type=float, default=5.0, metavar="SECONDS",
+                           help="seconds to stay on once answered (default: %(default)s)")
+    originate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _add_modem_commands(command):
+    """modem probe, emulate: a modem on its own, without the engine."""
     modem = command("modem", cmd_modem, "work with a modem directly (the engine must not be using it)")
     modem_sub = modem.add_subparsers(dest="modem_command", required=True, metavar="ACTION")
     probe = modem_sub.add_parser("probe", help="identify the modem on a port",
@@ -95,16 +120,6 @@ def _parser():
     emulate.add_argument("--number", default="+359700000009", help="its SIM's number (default: %(default)s)")
     emulate.add_argument("--pin", help="make its SIM ask for this PIN")
     emulate.add_argument("--json", action="store_true", help="print the ports as JSON")
-    originate = command("originate", cmd_originate, "place a test call out of a line of the running box")
-    originate.add_argument("--line", required=True, help="line id, e.g. gsm1")
-    originate.add_argument("--to", required=True, metavar="NUMBER", help="the number to call")
-    originate.add_argument("--hold", type=float, default=5.0, metavar="SECONDS",
-                           help="seconds to stay on once answered (default: %(default)s)")
-    originate.add_argument("--json", action="store_true", help="print the result as JSON")
-    calls = command("calls", cmd_calls, "list the newest calls in the journal")
-    calls.add_argument("--last", type=int, default=10, metavar="N", help="how many (default: %(default)s)")
-    calls.add_argument("--json", action="store_true", help="print JSON")
-    return parser
 
 
 def _wait_for_signal():
@@ -116,6 +131,8 @@ def _wait_for_signal():
 
 def cmd_engine(args):
     """hotline engine"""
+    from .engine import Engine  # here, not at the top: it loads every line driver, pjsua2 too
+
     engine = Engine(args.data)
     stop = _wait_for_signal()
     engine.start()
@@ -126,13 +143,18 @@ def cmd_engine(args):
     loop.join(timeout=5)
 
 
+def web_app(args):
+    """The web application ``hotline web`` serves, for the data directory of ``args``."""
+    from web_ui import create_app
+
+    return create_app({"DATA_DIR": args.data})
+
+
 def cmd_web(args):
     """hotline web"""
     import waitress
 
-    from web_ui import create_app
-
-    app = create_app({"DATA_DIR": args.data})
+    app = web_app(args)
     log.info("web UI on http://%s:%d/", args.host, args.port)
     waitress.serve(app, host=args.host, port=args.port, threads=WEB_THREADS, ident="hotline")
 

@@ -33,11 +33,12 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = load_secret_key(app.config["DATA_DIR"])
     csrf.init_app(app)
 
-    from . import auth, db, i18n
+    from . import auth, configedit, db, i18n
 
-    db.init_app(app)
+    db.init_app(app)  # the journal's teardown and the engine client, app.extensions["hotline_engine"]
     auth.init_app(app)
     i18n.init_app(app)
+    app.register_error_handler(configedit.EngineDown, configedit.engine_down)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(f".{name}", __name__).bp)
     app.context_processor(lambda: {"nav_items": _nav_items(app)})

@@ -6,23 +6,20 @@ the OpenAPI document live in web_ui/openapi.py.
 Authentication. A request under /api/v1 that carries ``Authorization: Bearer <token>`` is
 decided by that token alone (``accounts.token_user``; the token's role applies, and a
 session cookie sent alongside is ignored). Without the header the web UI's session decides,
-exactly as for pages. ``auth._guard`` starts every request by resetting ``g.user`` from the
-session and answers 401 for /api/ paths without one, so a handler merely placed in front
-of it could not keep a token's user: ``_install`` wraps the guard where auth registered
-it, decides API requests with a token itself and hands every other request to the guard
-unchanged.
+exactly as for pages. auth's one ``before_app_request`` guard hands every request under
+/api/v1 to ``_api_guard`` (registered with ``auth.guard_paths``), which decides requests
+with a token itself and the others with auth's session guard (401 without a session).
 
 CSRF. CSRFProtect's automatic check cannot tell a token from a cookie, so the blueprint is
-exempt from it and the guard wrapper calls ``csrf.protect()`` itself for session requests
+exempt from it and ``_api_guard`` calls ``csrf.protect()`` itself for session requests
 (a browser attaches the cookie on its own, so those need the page's X-CSRFToken). A bearer
 token is never attached by a browser, so another site cannot forge a request with it.
 
 Errors are always JSON ``{"error": ...}`` under /api/: ``ApiError`` from the views, and app
-error handlers (chained to whatever the app had before) for what fails before routing or
-in the guard: 401, 404 of unknown paths, 405, 413, a CSRF refusal.
+error handlers (JSON under /api/, Flask's own pages elsewhere) for what fails before routing
+or in the guard: 401, 404 of unknown paths, 405, 413, a CSRF refusal.
 """
 import datetime
-import functools
 import json
 import logging
 import math
@@ -34,10 +31,9 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request, send_file
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import default_exceptions
 
 from appliance import accounts, contacts, recordings, reports
-from appliance.cli import TWIN_SOCKET
+from appliance.paths import TWIN_SOCKET
 from appliance.config import ConfigStore, demo_config
 from appliance.control import ControlClient
 from appliance.errors import ApplianceError, ControlError, RecordingError
@@ -124,35 +120,17 @@ def _no_store(response):
 
 @bp.record_once
 def _install(state):
-    """Wrap auth's session guard with the token check; answer errors under /api/ in JSON."""
+    """Decide requests under the prefix with the token check; answer errors under /api/ in JSON."""
     app = state.app
-    funcs = app.before_request_funcs.setdefault(None, [])
-    try:
-        position = funcs.index(auth._guard)
-    except ValueError:
+    if "auth" not in app.blueprints:
         # Fail at start-up, not by letting every API request through or locking every one out.
-        raise RuntimeError("web_ui.api wraps auth's guard: run auth.init_app before registering it") from None
-    funcs[position] = _guarded(auth._guard)
+        raise RuntimeError("web_ui.api builds on auth's guard: register the auth blueprint before it")
+    auth.guard_paths(app, contract.PREFIX, _api_guard)
     for code in ERROR_CODES:
-        _chain_error_handler(app, code)
+        app.register_error_handler(code, _http_error)
 
 
-def _guarded(guard):
-    """auth's guard for pages; token or session, then CSRF, for the API."""
-    @functools.wraps(guard)
-    def api_or_page_guard():
-        if not _is_api_path():
-            return guard()
-        return _api_guard(guard)
-    return api_or_page_guard
-
-
-def _is_api_path():
-    """True for requests to this API (its token authentication applies)."""
-    return request.path == contract.PREFIX or request.path.startswith(contract.PREFIX + "/")
-
-
-def _api_guard(guard):
+def _api_guard():
     """Authenticate an API request by its bearer token, else by its session (plus CSRF)."""
     request.max_content_length = contract.MAX_BODY_BYTES  # werkzeug answers 413 when reading more
     if request.endpoint == "api.openapi_json":
@@ -161,7 +139,7 @@ def _api_guard(guard):
     header = request.headers.get("Authorization")
     if header is not None:
         return _token_login(header)
-    refused = guard()  # raises 401 for /api/ paths without a session
+    refused = auth.session_guard()  # raises 401 for /api/ paths without a session
     if refused is not None or g.get("user") is None:
         return _json_error(401, ERROR_MESSAGES[401])  # e.g. the guard's redirect to first-run setup
     g.auth = "session"
@@ -194,15 +172,11 @@ def _token_account(row):
             "operator_id": operator_id, "token_id": row["id"]}
 
 
-def _chain_error_handler(app, code):
-    """Answer ``code`` in JSON under /api/; elsewhere as the app did before."""
-    previous = app.error_handler_spec[None][code].get(default_exceptions[code])
-
-    def handler(error):
-        if request.path.startswith("/api/"):  # every JSON endpoint, also the pages' own (/api/status)
-            return _http_error_json(error)
-        return previous(error) if previous is not None else error
-    app.register_error_handler(code, handler)
+def _http_error(error):
+    """An HTTP error under /api/ as JSON; elsewhere Flask's own page for it."""
+    if request.path.startswith("/api/"):  # every JSON endpoint, also the pages' own (/api/status)
+        return _http_error_json(error)
+    return error
 
 
 def _http_error_json(error):

@@ -14,16 +14,32 @@ bp = Blueprint("auth", __name__)
 
 # Endpoints a visitor may reach without logging in; everything else needs a session.
 PUBLIC_ENDPOINTS = {"auth.setup", "auth.login", "static"}
+# app.extensions key: {path prefix: guard} for parts of the site that authenticate otherwise (the API's tokens).
+PATH_GUARDS = "hotline_path_guards"
 
 
 def init_app(app):
-    """Install the guard that sends visitors to setup or login."""
+    """Set up the failed-login limiter and the ``user`` every template sees."""
     app.extensions["login_limiter"] = LoginLimiter(app.config["LOGIN_ATTEMPTS"], app.config["LOGIN_WINDOW_SECONDS"])
-    app.before_request(_guard)
     app.context_processor(lambda: {"user": g.get("user")})
 
 
-def _guard():
+def guard_paths(app, prefix, guard):
+    """Let ``guard`` decide every request under ``prefix`` instead of the session guard (it may call that)."""
+    app.extensions.setdefault(PATH_GUARDS, {})[prefix] = guard
+
+
+@bp.before_app_request
+def load_logged_in_user():
+    """Before every request: the user of the session, or setup, login or 401 for a visitor."""
+    for prefix, guard in current_app.extensions.get(PATH_GUARDS, {}).items():
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return guard()
+    return session_guard()
+
+
+def session_guard():
+    """``g.user`` from the session; a redirect to setup or login (401 under /api/) when there is none."""
     g.user = None
     user_id = session.get("user_id")
     if user_id is not None:

@@ -6,7 +6,7 @@ that field. Every accepted change is written to the audit log (who, when, what).
 """
 import json
 
-from flask import g
+from flask import g, jsonify, render_template, request
 
 from appliance.errors import ApplianceError
 from appliance.journal import Transaction, now
@@ -18,6 +18,13 @@ SAVE_TIMEOUT = 60.0  # speaking new prompts and restarting changed lines take a 
 
 class EngineDown(ApplianceError, ConnectionError):
     """The engine does not answer, so the configuration can be neither read nor changed."""
+
+
+def engine_down(err):
+    """The app's one answer to an engine that is down: the "engine not running" page (JSON under /api/), 503."""
+    if request.path.startswith("/api/"):
+        return jsonify(error=str(err)), 503
+    return render_template("settings_engine_down.html", message=str(err)), 503
 
 
 def load_config():

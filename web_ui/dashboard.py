@@ -7,7 +7,6 @@ is refused a stream falls back to polling.
 """
 import datetime
 import json
-import os
 import socket
 import threading
 import time
@@ -19,13 +18,12 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.control import KEEPALIVE_SECONDS
-from appliance.paths import ENGINE_SOCKET as SOCKET_NAME
 from appliance.errors import ApplianceError, ControlError, EngineUnavailable
 from appliance.journal import now as journal_now
 
 from .auth import role_required
 from .configedit import audit
-from .db import get_db, get_engine
+from .db import ENGINE, get_db, get_engine
 
 bp = Blueprint("dashboard", __name__)
 
@@ -235,8 +233,7 @@ def events():
         # The page polls instead; a 503 stops EventSource from retrying at once.
         return Response("too many open event streams\n", status=503, mimetype="text/plain",
                         headers={"Retry-After": "30"})
-    path = os.path.join(current_app.config["DATA_DIR"], SOCKET_NAME)
-    body = relay(path, tick=float(stream_setting("EVENTS_KEEPALIVE_SECONDS")),
+    body = relay(current_app.extensions[ENGINE].path, tick=float(stream_setting("EVENTS_KEEPALIVE_SECONDS")),
                  lifetime=float(stream_setting("EVENTS_LIFETIME_SECONDS")),
                  backoff=tuple(stream_setting("EVENTS_BACKOFF_SECONDS")))
     response = Response(body, mimetype="text/event-stream",

@@ -1,4 +1,4 @@
-"""Per-request access to the journal database and the engine's control socket."""
+"""Per-request access to the journal database; the engine's control client of the app."""
 import os
 
 from flask import current_app, g
@@ -6,6 +6,9 @@ from flask import current_app, g
 from appliance import journal
 from appliance.control import ControlClient
 from appliance.paths import ENGINE_SOCKET as SOCKET_NAME
+
+ENGINE = "hotline_engine"  # app.extensions key of the engine's control client
+PAGE_TIMEOUT = 2.0  # pages never hang on an engine that does not answer
 
 
 def get_db():
@@ -15,9 +18,10 @@ def get_db():
     return g.db
 
 
-def get_engine(timeout=2.0):
-    """A client for the engine's control API, with a short timeout unless told: pages never hang."""
-    return ControlClient(os.path.join(current_app.config["DATA_DIR"], SOCKET_NAME), timeout=timeout)
+def get_engine(timeout=PAGE_TIMEOUT):
+    """The app's client for the engine's control API, with a short timeout unless told: pages never hang."""
+    engine = current_app.extensions[ENGINE]
+    return engine if timeout == engine.timeout else ControlClient(engine.path, timeout=timeout)
 
 
 def close_db(_error=None):
@@ -28,5 +32,6 @@ def close_db(_error=None):
 
 
 def init_app(app):
-    """Register the teardown that closes connections."""
+    """Make the app's engine client (app.extensions["hotline_engine"]) and register the teardown."""
+    app.extensions[ENGINE] = ControlClient(os.path.join(app.config["DATA_DIR"], SOCKET_NAME), timeout=PAGE_TIMEOUT)
     app.teardown_appcontext(close_db)

@@ -13,10 +13,11 @@ from appliance import schedule
 from appliance.errors import ApplianceError, ControlError
 
 from .auth import role_required
-from .configedit import EngineDown, audit, load_config, save_section
+from .configedit import EngineDown, audit, load_config
 from .db import get_engine
-from .hours import (FieldMap, box_timezone, delete_item, condition_state, engine_needed, find_index, live_status, new_id,
-                    page_context, refusal_text, split_items, week_summary, weekly_form, weekly_value, whole)
+from .forms import page_context, split_items, week_summary, weekly_form, weekly_value, whole
+from .hours import box_timezone, condition_state
+from .listsection import ListSection
 
 bp = Blueprint("operators", __name__, url_prefix="/operators")
 
@@ -29,10 +30,17 @@ STATE_LABELS = {"ready": _l("ready"), "paused": _l("paused"), "ringing": _l("rin
 
 @bp.route("/")
 @role_required("admin", "supervisor")
-@engine_needed
 def index():
     """Every operator with their live state, and pause / ready buttons."""
     return _index_page()
+
+
+def live_status():
+    """The engine's live state; raises EngineDown when it does not answer."""
+    try:
+        return get_engine().request("status")
+    except ApplianceError as err:
+        raise EngineDown(_("The engine does not answer: %(error)s", error=err)) from err
 
 
 def _index_page(errors=None, status=200):
@@ -53,7 +61,6 @@ def _index_page(errors=None, status=200):
 
 @bp.route("/<operator_id>/state", methods=("POST",))
 @role_required("admin", "supervisor")
-@engine_needed
 def set_state(operator_id):
     """Pause an operator or make them ready again (as their PAUSE / READY SMS would)."""
     state = request.form.get("state", "")
@@ -68,42 +75,6 @@ def set_state(operator_id):
     audit("operator.state", {"operator": operator_id, "state": state})
     flash(_("%(id)s is paused.", id=operator_id) if state == "paused" else _("%(id)s is ready.", id=operator_id))
     return redirect(url_for("operators.index"))
-
-
-@bp.route("/new", methods=("GET", "POST"))
-@role_required("admin")
-@engine_needed
-def new():
-    """Add an operator."""
-    config = load_config()["config"]
-    if request.method == "GET":
-        return _form_page(config, MultiDict([("enabled", "on"), ("confirm", "on"), ("shift_mode", "always"),
-                                             ("wrap_up_seconds", "0")]), None, {})
-    return _save(config, None)
-
-
-@bp.route("/<operator_id>/edit", methods=("GET", "POST"))
-@role_required("admin")
-@engine_needed
-def edit(operator_id):
-    """Change an operator."""
-    config = load_config()["config"]
-    i = find_index(config["operators"], operator_id)
-    if i is None:
-        return _index_page({"form": _("There is no operator %(id)s.", id=operator_id)}, 404)
-    if request.method == "GET":
-        return _form_page(config, operator_form(config["operators"][i]), operator_id, {})
-    return _save(config, i)
-
-
-@bp.route("/<operator_id>/delete", methods=("POST",))
-@role_required("admin")
-@engine_needed
-def delete(operator_id):
-    """Remove an operator; the engine refuses when a queue would be left with nobody."""
-    return delete_item("operators", operator_id,
-                       (_("There is no operator %(id)s.", id=operator_id), _("Operator %(id)s deleted.", id=operator_id)),
-                       _index_page, "operators.index", "operators.delete")
 
 
 def operator_form(operator):
@@ -147,29 +118,6 @@ def operator_value(form, old, fields):
     return operator
 
 
-def _save(config, index):
-    """Send the typed operator to the engine; on refusal show the form again with the message."""
-    operators = config["operators"]
-    old = operators[index] if index is not None else None
-    fields = FieldMap("operators", simple=SIMPLE_FIELDS)
-    operator = operator_value(request.form, old, fields)
-    if old is None:
-        operator["id"] = operator["id"] or new_id(operator["name"], {op["id"] for op in operators}, "operator")
-        operators.append(operator)
-        index = len(operators) - 1
-    else:
-        operators[index] = operator
-    fields.prefix = f"operators[{index}]"
-    answer = save_section("operators", operators, "operators.add" if old is None else "operators.edit")
-    if not answer["saved"]:
-        errors = fields.errors(answer)
-        if "form" in errors:  # another part of the configuration (a queue) depends on this operator
-            errors = {"form": refusal_text(answer, config)}
-        return _form_page(config, request.form, old and old["id"], errors, 400)
-    flash(_("Operator %(name)s saved.", name=operator["name"]))
-    return redirect(url_for("operators.index"))
-
-
 def known_groups(config):
     """Every group an operator is in or a queue asks for, sorted."""
     groups = {g for op in config["operators"] for g in op.get("groups", [])}
@@ -183,3 +131,17 @@ def _form_page(config, form, operator_id, errors, status=200):
     groups += [g for g in form.getlist("groups") if g not in groups]
     return render_template("operators_form.html", form=form, operator_id=operator_id, errors=errors,
                            groups=groups, weekdays=schedule.WEEKDAYS, **page_context()), status
+
+
+def _blank():
+    """A new operator's form: enabled, confirming, always on shift, no wrap-up."""
+    return MultiDict([("enabled", "on"), ("confirm", "on"), ("shift_mode", "always"), ("wrap_up_seconds", "0")])
+
+
+VIEWS = ListSection("operators", (_blank, operator_form, operator_value), (_index_page, _form_page),
+                    {"missing": lambda item_id: _("There is no operator %(id)s.", id=item_id),
+                     "deleted": lambda item_id: _("Operator %(id)s deleted.", id=item_id),
+                     "saved": lambda operator: _("Operator %(name)s saved.", name=operator["name"])},
+                    fallback_id="operator", simple=SIMPLE_FIELDS)
+VIEWS.explain_refusal = True  # a queue left with nobody: name the queue
+VIEWS.register(bp, "operator_id")

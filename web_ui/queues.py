@@ -1,5 +1,5 @@
 """Queues: groups, strategy, timeouts, announcements, music on hold, call-back key."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, render_template
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
@@ -7,8 +7,9 @@ from werkzeug.datastructures import MultiDict
 from appliance.config import STRATEGIES
 
 from .auth import role_required
-from .configedit import load_config, save_section
-from .hours import FieldMap, delete_item, engine_needed, find_index, new_id, put, whole
+from .configedit import load_config
+from .forms import put, whole
+from .listsection import ListSection
 from .operators import known_groups
 
 bp = Blueprint("queues", __name__, url_prefix="/queues")
@@ -40,7 +41,6 @@ CALLBACK_KEYS = tuple("0123456789*#")
 
 @bp.route("/")
 @role_required("admin")
-@engine_needed
 def index():
     """Every queue with its groups and strategy."""
     return _index_page()
@@ -51,42 +51,6 @@ def _index_page(errors=None, status=200):
     config = load_config()["config"]
     return render_template("queues.html", queues=config["queues"], strategy_help=STRATEGY_HELP,
                            errors=errors or {}), status
-
-
-@bp.route("/new", methods=("GET", "POST"))
-@role_required("admin")
-@engine_needed
-def new():
-    """Add a queue."""
-    config = load_config()["config"]
-    if request.method == "GET":
-        defaults = [(field, str(default)) for field, _label, _help, default, _low, _high in NUMBERS]
-        return _form_page(config, MultiDict(defaults + [("strategy", "ring_all"), ("callback_key", "")]), None, {})
-    return _save(config, None)
-
-
-@bp.route("/<queue_id>/edit", methods=("GET", "POST"))
-@role_required("admin")
-@engine_needed
-def edit(queue_id):
-    """Change a queue."""
-    config = load_config()["config"]
-    i = find_index(config["queues"], queue_id)
-    if i is None:
-        return _index_page({"form": _("There is no queue %(id)s.", id=queue_id)}, 404)
-    if request.method == "GET":
-        return _form_page(config, queue_form(config["queues"][i]), queue_id, {})
-    return _save(config, i)
-
-
-@bp.route("/<queue_id>/delete", methods=("POST",))
-@role_required("admin")
-@engine_needed
-def delete(queue_id):
-    """Remove a queue; the engine refuses while a menu still sends callers to it."""
-    return delete_item("queues", queue_id,
-                       (_("There is no queue %(id)s.", id=queue_id), _("Queue %(id)s deleted.", id=queue_id)),
-                       _index_page, "queues.index", "queues.delete")
 
 
 def queue_form(queue):
@@ -114,29 +78,23 @@ def queue_value(form, old, fields):
     return queue
 
 
-def _save(config, index):
-    """Send the typed queue to the engine; on refusal show the form again with the message."""
-    queues = config["queues"]
-    old = queues[index] if index is not None else None
-    fields = FieldMap("queues", simple=TEXT_FIELDS + tuple(field for field, *_rest in NUMBERS))
-    queue = queue_value(request.form, old, fields)
-    if old is None:
-        queue["id"] = queue["id"] or new_id(queue.get("name"), {q["id"] for q in queues}, "queue")
-        queues.append(queue)
-        index = len(queues) - 1
-    else:
-        queues[index] = queue
-    fields.prefix = f"queues[{index}]"
-    answer = save_section("queues", queues, "queues.add" if old is None else "queues.edit")
-    if not answer["saved"]:
-        return _form_page(config, request.form, old and old["id"], fields.errors(answer), 400)
-    flash(_("Queue %(name)s saved.", name=queue.get("name") or queue["id"]))
-    return redirect(url_for("queues.index"))
-
-
 def _form_page(config, form, queue_id, errors, status=200):
     """The add/edit form of one queue."""
     prompts = sorted({prompt["id"] for prompt in config["prompts"]})
     return render_template("queues_form.html", form=form, queue_id=queue_id, errors=errors,
                            groups=known_groups(config), strategies=STRATEGIES, strategy_help=STRATEGY_HELP,
                            numbers=NUMBERS, prompts=prompts, callback_keys=CALLBACK_KEYS), status
+
+
+def _blank():
+    """A new queue's form: the engine's defaults, ringing everyone."""
+    defaults = [(field, str(default)) for field, _label, _help, default, _low, _high in NUMBERS]
+    return MultiDict(defaults + [("strategy", "ring_all"), ("callback_key", "")])
+
+
+VIEWS = ListSection("queues", (_blank, queue_form, queue_value), (_index_page, _form_page),
+                    {"saved": lambda queue: _("Queue %(name)s saved.", name=queue.get("name") or queue["id"]),
+                     "deleted": lambda item_id: _("Queue %(id)s deleted.", id=item_id),
+                     "missing": lambda item_id: _("There is no queue %(id)s.", id=item_id)},
+                    fallback_id="queue", simple=TEXT_FIELDS + tuple(field for field, *_rest in NUMBERS))
+VIEWS.register(bp, "queue_id")

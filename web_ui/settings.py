@@ -16,7 +16,7 @@ from appliance.errors import ApplianceError
 from .auth import role_required
 from .configedit import SAVE_TIMEOUT, EngineDown, audit, load_config, save_section
 from .db import get_engine
-from .hours import FieldMap, engine_needed, put, split_items, whole
+from .forms import FieldMap, put, split_items, whole
 from .i18n import LANGUAGES
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -42,7 +42,6 @@ SECRET_KEYS = ("password", "webhook_secret")
 
 @bp.route("/")
 @role_required("admin")
-@engine_needed
 def index():
     """The settings page: box, calls, call-backs, notifications, blacklist."""
     return _page(load_config()["config"])
@@ -89,7 +88,6 @@ def settings_value(form, old):
 
 @bp.route("/box", methods=("POST",))
 @role_required("admin")
-@engine_needed
 def save_settings():
     """Save the box, call, recording and call-back settings."""
     config = load_config()["config"]
@@ -179,7 +177,6 @@ def save_notifications(value):
 
 @bp.route("/notifications", methods=("POST",))
 @role_required("admin")
-@engine_needed
 def save_notification_settings():
     """Save who is told about missed calls and voicemail, and how."""
     config = load_config()["config"]
@@ -198,7 +195,6 @@ def save_notification_settings():
 
 @bp.route("/blacklist", methods=("POST",))
 @role_required("admin")
-@engine_needed
 def add_blacklisted():
     """Add a number or a prefix (ending in *) to the blacklist."""
     config = load_config()["config"]
@@ -221,7 +217,6 @@ def add_blacklisted():
 
 @bp.route("/blacklist/delete", methods=("POST",))
 @role_required("admin")
-@engine_needed
 def remove_blacklisted():
     """Take a number or prefix off the blacklist."""
     config = load_config()["config"]
@@ -266,7 +261,6 @@ def panel_value(form, old):
 
 @bp.route("/panel", methods=("POST",))
 @role_required("admin")
-@engine_needed
 def save_panel():
     """Save the front panel's pins."""
     config = load_config()["config"]

@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from appliance.control import ControlClient
 from appliance.errors import ApplianceError, ControlError
 from appliance.journal import Journal, now
-from appliance.lines import TWIN_SOCKET
+from appliance.paths import TWIN_SOCKET
 
 from .auth import role_required
 from .configedit import audit
