@@ -44,7 +44,7 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 8000
+from firmware.frames import SAMPLE_RATE
 WINDOW = 106
 HOP = 16
 ROWS = (697, 770, 852, 941)

@@ -3,6 +3,11 @@
 One clock thread moves a frame each way for every call every 20 ms. The work per frame
 is a dict lookup, two port operations and a numpy mix; the clock counts ticks that
 start later than a frame period so the box can say honestly whether it keeps up.
+
+The engine changes what the clock iterates (its legs, a leg's taps) by publishing a new
+tuple, never by changing one the clock holds; ``MediaClock.detach`` and ``Taps.remove``
+then wait for a tick in flight, so what they return may be closed at once (a recorder
+finished while the clock still wrote to it used to fail the leg: the caller heard silence).
 """
 import logging
 import os
@@ -13,14 +18,19 @@ import wave
 import numpy as np
 
 from firmware.errors import FirmwareError
+from firmware.frames import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SILENCE, frame_deadlines
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 8000
-FRAME_SAMPLES = 160
-FRAME_BYTES = FRAME_SAMPLES * 2
-FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
-SILENCE = bytes(FRAME_BYTES)
+STUCK_TICK_SECONDS = 2.0  # a tick this long is a bug elsewhere: the engine stops waiting for it
+
+
+def wait_for_tick(ticking, what):
+    """Wait until no tick holds ``ticking`` (an RLock, so the ticking thread passes at once)."""
+    if ticking.acquire(timeout=STUCK_TICK_SECONDS):
+        ticking.release()
+    else:
+        log.warning("media: a tick did not end in %g s; %s without waiting for it", STUCK_TICK_SECONDS, what)
 
 
 def mix(a, b):
@@ -150,6 +160,42 @@ def apply_gain(frame, factor):
     return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
 
 
+class Taps:
+    """The recorders tapping one leg (a voicemail message): the engine changes them, the clock writes.
+
+    The clock iterates an immutable tuple; ``append`` and ``remove`` publish a new one, and
+    ``remove`` returns only once no tick of the leg is in flight, so the recorder may be
+    finished at once: the clock never writes to it again.
+    """
+
+    def __init__(self, ticking):
+        self.current = ()  # what the clock writes to: replaced, never changed in place
+        self._ticking = ticking  # the leg's tick lock
+        self._changing = threading.Lock()  # two changes at once must not lose one
+
+    def __iter__(self):
+        return iter(self.current)
+
+    def __len__(self):
+        return len(self.current)
+
+    def __contains__(self, recorder):
+        return recorder in self.current
+
+    def append(self, recorder):
+        """Write what the far end says to ``recorder`` from the next tick on."""
+        with self._changing:
+            self.current += (recorder,)
+
+    def remove(self, recorder):
+        """Stop writing to ``recorder``; when this returns no tick writes to it (ValueError if absent)."""
+        with self._changing:
+            if recorder not in self.current:
+                raise ValueError(f"{recorder!r} is not a tap of this leg")
+            self.current = tuple(item for item in self.current if item is not recorder)
+        wait_for_tick(self._ticking, "a tap removed")
+
+
 class CallMedia:
     """The media of one call leg: line audio in and out, a prompt player, a recorder.
 
@@ -166,7 +212,10 @@ class CallMedia:
         self.player = None
         self.hold = None
         self.peer = None
-        self.taps = []  # recorders of what the far end says alone (a voicemail message)
+        # Held by the thread ticking the leg for the whole tick (re-entrant: a tick's own
+        # callbacks may change the taps), so that a change can wait for a tick in flight.
+        self._ticking = threading.RLock()
+        self.taps = Taps(self._ticking)  # recorders of what the far end says alone (a voicemail message)
         self.last_in = SILENCE
         self._on_prompt_done = on_prompt_done
         self._on_failed = on_failed
@@ -185,21 +234,22 @@ class CallMedia:
 
     def tick(self):
         """Move one frame each way; called by the media clock every 20 ms."""
-        if self.failed:
-            return
-        incoming = self._receive()
-        outgoing = self._next_outgoing()
-        if self._gain_out != 1.0 and outgoing is not SILENCE:
-            outgoing = apply_gain(outgoing, self._gain_out)
-        try:
-            self.port.write_frame(outgoing)
-        except FirmwareError as err:
-            self.failed = True
-            self._on_failed(str(err))
-        if self.recorder is not None:
-            self.recorder.write(incoming, outgoing)
-        for tap in self.taps:
-            tap.write(incoming)
+        with self._ticking:
+            if self.failed:
+                return
+            incoming = self._receive()
+            outgoing = self._next_outgoing()
+            if self._gain_out != 1.0 and outgoing is not SILENCE:
+                outgoing = apply_gain(outgoing, self._gain_out)
+            try:
+                self.port.write_frame(outgoing)
+            except FirmwareError as err:
+                self.failed = True
+                self._on_failed(str(err))
+            if self.recorder is not None:
+                self.recorder.write(incoming, outgoing)
+            for tap in self.taps.current:  # one read of an immutable tuple (see Taps)
+                tap.write(incoming)
 
     def _receive(self):
         frame = self.port.read_frame()
@@ -247,7 +297,10 @@ class MediaClock:
 
     def __init__(self):
         self._legs = ()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # serialises changes to _legs
+        # Held for each whole tick; re-entrant so a leg that fails mid-tick can be detached
+        # by the clock thread itself without waiting for its own tick.
+        self._ticking = threading.RLock()
         self._stop = threading.Event()
         self.ticks = 0
         self.late_ticks = 0
@@ -265,9 +318,20 @@ class MediaClock:
             self._legs = self._legs + (leg,)
 
     def detach(self, leg):
-        """Stop ticking ``leg``."""
+        """Stop ticking ``leg``; when this returns no tick of it is in flight, nor will be."""
         with self._lock:
             self._legs = tuple(item for item in self._legs if item is not leg)
+        wait_for_tick(self._ticking, "a leg detached")  # a tick in flight may hold the old tuple
+
+    def tick(self):
+        """Tick every attached leg once: the clock thread's work per frame (tests call it directly)."""
+        with self._ticking:
+            for leg in self._legs:
+                try:
+                    leg.tick()
+                except Exception:  # one broken leg must not silence the others
+                    log.exception("media leg failed")
+                    self.detach(leg)
 
     def stats(self):
         """Counts a reader can check: ticks, late ticks, worst lateness, work per tick."""
@@ -286,23 +350,11 @@ class MediaClock:
             self._thread.join(timeout=2)
 
     def _run(self):
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            deadline += FRAME_SECONDS
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
+        for deadline in frame_deadlines(self._stop):
             started = time.monotonic()
             self._count(started - deadline)
-            for leg in self._legs:
-                try:
-                    leg.tick()
-                except Exception:  # one broken leg must not silence the others
-                    log.exception("media leg failed")
-                    self.detach(leg)
+            self.tick()
             self.busy_seconds += time.monotonic() - started
-            if started - deadline > 10 * FRAME_SECONDS:
-                deadline = started  # after a long stall, resume rather than burst
 
     def _count(self, lateness):
         self.ticks += 1

@@ -23,6 +23,7 @@ import threading
 import time
 
 from .errors import FirmwareError, LineStateError
+from .frames import FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE, SILENCE, FramedAudio
 from .gsm import LineEvent
 
 try:
@@ -36,10 +37,6 @@ AVAILABLE = pj is not None
 UNAVAILABLE_REASON = None if AVAILABLE else (
     "pjsua2 is not installed (pip install pjsua2-python, or systemd/build-pjsua2.sh on a Raspberry Pi)")
 
-SAMPLE_RATE = 8000
-FRAME_BYTES = 320  # 20 ms of 8 kHz 16-bit mono, as every other line
-MAX_BUFFERED_FRAMES = 10  # 200 ms: more than that is delay, not jitter
-SILENCE = bytes(FRAME_BYTES)
 JOB_SECONDS = 5.0  # how long a caller waits for the sip-stack thread to run its job
 CLOSE_SECONDS = 2.0  # how long close() waits for calls to end before tearing them down
 MAX_CALLS = 64  # asked of pjsua for all lines together; it keeps to its build's PJSUA_MAX_CALLS
@@ -246,7 +243,7 @@ class SipStack:
     def _new_port(self):
         port = _FramePort()
         fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, 20000, 16)
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, round(FRAME_SECONDS * 1e6), 16)
         port.createPort(f"call-audio-{len(self._ports) + 1}", fmt)
         self._ports.append(port)
         return port
@@ -510,23 +507,23 @@ if AVAILABLE:
             """Carry ``audio``'s frames from now on (None: carry nothing)."""
             # Two stores: the clock thread may see one new and one old buffer for a frame, which
             # costs at most that frame (a detached port has no call that could hear it).
-            self._received, self._outgoing = (audio._received, audio._outgoing) if audio else (None, None)
+            self._received, self._outgoing = (audio._incoming, audio._outgoing) if audio else (None, None)
 
         def onFrameReceived(self, frame):
             try:
                 received = self._received
                 if frame.type == AUDIO_FRAME and received is not None:
-                    received.append(read_frame_bytes(frame.buf))
+                    received.put(read_frame_bytes(frame.buf))
             except Exception:  # never unwind into pjmedia's clock thread
                 log.exception("SIP audio in failed")
 
         def onFrameRequested(self, frame):
             try:
-                try:
-                    data = self._outgoing.popleft()
-                except (IndexError, AttributeError):  # nothing queued, or no call attached
-                    data = SILENCE
+                outgoing = self._outgoing
+                data = outgoing.get() if outgoing is not None else None
                 frame.type = AUDIO_FRAME
+                if data is None:  # nothing queued, or no call attached
+                    data = SILENCE
                 write_frame_bytes(frame, data)
             except Exception:
                 log.exception("SIP audio out failed")
@@ -534,23 +531,13 @@ if AVAILABLE:
 
 # --- a call's audio -----------------------------------------------------------------------
 
-class SipAudio:
+class SipAudio(FramedAudio):
     """One call's audio as 320-byte frames: what the far end said, and what it will hear."""
 
     def __init__(self, name):
+        super().__init__()  # the buffers pjmedia's clock thread and the engine's media clock share
         self.name = name
-        # deque appends and pops are atomic: the clock thread and the engine need no lock.
-        self._received = collections.deque(maxlen=MAX_BUFFERED_FRAMES)
-        self._outgoing = collections.deque(maxlen=MAX_BUFFERED_FRAMES)
         self.closed = False
-        self.dropped_writes = 0
-
-    def read_frame(self):
-        """Return the oldest frame from the far end, or None when none has arrived."""
-        try:
-            return self._received.popleft()
-        except IndexError:
-            return None
 
     def write_frame(self, frame):
         """Queue one frame for the far end; never blocks (late frames push out old ones)."""
@@ -558,18 +545,12 @@ class SipAudio:
             return  # the call ended: its "ended" event is on the way
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"{self.name}: a frame is {FRAME_BYTES} bytes, not {len(frame)}")
-        if len(self._outgoing) == MAX_BUFFERED_FRAMES:
-            self.dropped_writes += 1
-        self._outgoing.append(bytes(frame))
-
-    def flush(self):
-        """Forget audio received before now (called when a call starts)."""
-        self._received.clear()
+        self._outgoing.put(bytes(frame))
 
     def close(self):
         """Stop taking frames; safe to call twice."""
         self.closed = True
-        self._received.clear()
+        self._incoming.clear()
         self._outgoing.clear()
 
 

@@ -15,7 +15,6 @@ receive and transmit as the engine has something to say. An analog line has no c
 loop-current loss, a long silence, and a maximum length, and goes back on hook itself.
 docs/analog.md names the V.253 clauses and the public logs each behaviour follows.
 """
-import collections
 import logging
 import re
 import threading
@@ -26,15 +25,12 @@ import numpy as np
 
 from .at import FINAL_OK, URC_PREFIXES, ATChannel
 from .errors import ATCommandError, ATTimeout, FirmwareError, LineStateError, PortClosed
+from .frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, FramedAudio
 from .gsm import ACTIVE, ALERTING, DIALING, IDLE, RINGING, LineEvent
 
 log = logging.getLogger(__name__)
 
 DLE, ETX, SUB, CR, LF = 0x10, 0x03, 0x1A, 0x0D, 0x0A
-SAMPLE_RATE = 8000
-FRAME_SAMPLES = 160
-FRAME_BYTES = FRAME_SAMPLES * 2
-MAX_BUFFERED_FRAMES = 10  # 200 ms: more is delay, not jitter (as audio.py)
 
 # Final results of a voice modem's commands: CONNECT starts a stream (V.253 10.1.3-10.1.6),
 # VCON ends a voice dial that was answered (mgetty's IS_101_dial accepts VCON or OK).
@@ -413,7 +409,7 @@ class DleStream:
 
 # --- the audio the engine sees --------------------------------------------------------------
 
-class VoiceAudio:
+class VoiceAudio(FramedAudio):
     """20 ms frames of 8 kHz 16-bit PCM both ways, converted from and to the modem's format.
 
     The reader thread feeds received samples in; the engine reads and writes frames
@@ -422,42 +418,21 @@ class VoiceAudio:
     """
 
     def __init__(self, name):
+        super().__init__()
         self.name = name
         self.format = None
-        self.dropped_writes = 0
         self.silent_frames = 0  # consecutive received frames below SILENCE_LEVEL
-        self._incoming = collections.deque(maxlen=MAX_BUFFERED_FRAMES)
-        self._outgoing = collections.deque(maxlen=MAX_BUFFERED_FRAMES)
-        self._ready = threading.Condition()
         self._raw = bytearray()
         self._pcm = bytearray()
         self._closed = False
 
-    def read_frame(self):
-        """Return the oldest received frame, or None when none has arrived."""
-        try:
-            return self._incoming.popleft()
-        except IndexError:
-            return None
-
-    def write_frame(self, frame):
-        """Queue one frame for the line; never blocks (old frames are dropped if it lags)."""
-        if self._closed:
-            raise PortClosed(f"{self.name}: the line is closed")
-        with self._ready:
-            if len(self._outgoing) == MAX_BUFFERED_FRAMES:
-                self.dropped_writes += 1
-            self._outgoing.append(frame)
-            self._ready.notify()
-
     def flush(self):
         """Forget audio both ways (a stream starts)."""
-        self._incoming.clear()
+        super().flush()
         self._raw.clear()
         self._pcm.clear()
         self.silent_frames = 0
-        with self._ready:
-            self._outgoing.clear()
+        self._outgoing.clear()
 
     def realign(self):
         """A new stream starts on a sample boundary: drop a half sample or frame left from the last."""
@@ -467,8 +442,7 @@ class VoiceAudio:
     def close(self):
         """Wake the pump and refuse further frames; safe to call twice."""
         self._closed = True
-        with self._ready:
-            self._ready.notify_all()
+        self._outgoing.close()
 
     @property
     def silent_seconds(self):
@@ -477,10 +451,11 @@ class VoiceAudio:
 
     def take_outgoing(self, timeout):
         """The next frame to send, waiting up to ``timeout`` s; None if there is none."""
-        with self._ready:
-            if not self._outgoing and not self._closed:
-                self._ready.wait(timeout)
-            return self._outgoing.popleft() if self._outgoing else None
+        return self._outgoing.take(timeout)
+
+    def _check_writable(self):
+        if self._closed:
+            raise PortClosed(f"{self.name}: the line is closed")
 
     def feed(self, data):
         """Received samples in the modem's format (the reader thread's call)."""
@@ -497,7 +472,7 @@ class VoiceAudio:
             frame = bytes(self._pcm[:FRAME_BYTES])
             del self._pcm[:FRAME_BYTES]
             self.silent_frames = self.silent_frames + 1 if peak(frame) < SILENCE_LEVEL else 0
-            self._incoming.append(frame)
+            self._incoming.put(frame)
 
 
 # --- the line ---------------------------------------------------------------------------------
@@ -989,7 +964,7 @@ class VoiceModemLine:
 
     def _send(self, frame):
         if frame is not None and not self.channel.write_bytes(shield(encode(self.audio.format.kind, frame))):
-            self.audio.dropped_writes += 1
+            self.audio.unsent_writes += 1
 
     def _half_duplex(self, frame):
         """Transmit while the engine has something to say, listen otherwise (lock held)."""

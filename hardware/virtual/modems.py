@@ -25,14 +25,15 @@ import time
 
 from firmware import pdu
 
-from .network import FRAME_BYTES, SILENCE, NetworkError, NumberBusy, Party
+from firmware.frames import FRAME_BYTES, FRAME_SECONDS, SILENCE
+
+from .network import NetworkError, NumberBusy, Party
 from .pty import PtyPort
 
 log = logging.getLogger(__name__)
 
 RING_INTERVAL = 3.0
 RING_TICK = 0.1  # how often the ring loop looks whether a repeat is due
-TICK = 0.020
 SIM_PIN_REQUIRED = "+CME ERROR: 11"
 
 
@@ -675,7 +676,7 @@ class EmulatedModem:
         received = b""
         deadline = time.monotonic()
         while not self._stop.is_set():
-            deadline += TICK
+            deadline += FRAME_SECONDS
             while time.monotonic() < deadline:
                 received += self.audio.read(max(0.0, deadline - time.monotonic()))
             if time.monotonic() - deadline > 0.2:

@@ -5,10 +5,9 @@ import math
 import threading
 import wave
 
-from .network import FRAME_BYTES, SILENCE, NetworkError, Party
+from firmware.frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, SILENCE
 
-SAMPLE_RATE = 8000
-FRAME_SAMPLES = 160
+from .network import NetworkError, Party
 
 
 def tone_frames(frequency, amplitude=8000):

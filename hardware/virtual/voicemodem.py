@@ -30,8 +30,10 @@ import threading
 import time
 import warnings
 
+from firmware.frames import FRAME_SAMPLES, FRAME_SECONDS, SILENCE, frame_deadlines
+
 from .modems import ModemParty, _split_commands
-from .network import FRAME_BYTES, SILENCE, NetworkError, NumberBusy
+from .network import NetworkError, NumberBusy
 from .phones import frame_level
 from .pty import PtyPort
 
@@ -42,8 +44,6 @@ with warnings.catch_warnings():
 log = logging.getLogger(__name__)
 
 DLE, ETX, CAN = 0x10, 0x03, 0x18
-TICK = 0.020
-SAMPLES_PER_TICK = 160
 
 # Sample formats as the modems list them. Conexant: NCID's log of a CX93001 ("Modem
 # Voice Sampling Methods"); USRobotics: the 56K command reference's +VSM=? example.
@@ -541,14 +541,7 @@ class EmulatedVoiceModem:
     # --- the 20 ms line clock --------------------------------------------------------------
 
     def _line_loop(self):
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            deadline += TICK
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            elif delay < -0.2:
-                deadline = time.monotonic()  # stalled: do not burst to catch up
+        for _ in frame_deadlines(self._stop, resync_after=0.2):
             try:
                 self._tick()
             except Exception:  # the emulator's clock must keep running
@@ -615,10 +608,10 @@ class EmulatedVoiceModem:
         kind = self._format()
         width = 2 if kind == "linear16" else 1
         uplink = SILENCE
-        if stream != "receive" and len(self._uplink) >= SAMPLES_PER_TICK * width:
-            uplink = self._decode(kind, bytes(self._uplink[:SAMPLES_PER_TICK * width]))
-            del self._uplink[:SAMPLES_PER_TICK * width]
-            backlog = len(self._uplink) - 10 * SAMPLES_PER_TICK * width
+        if stream != "receive" and len(self._uplink) >= FRAME_SAMPLES * width:
+            uplink = self._decode(kind, bytes(self._uplink[:FRAME_SAMPLES * width]))
+            del self._uplink[:FRAME_SAMPLES * width]
+            backlog = len(self._uplink) - 10 * FRAME_SAMPLES * width
             if backlog > 0:
                 del self._uplink[:backlog]  # more than 200 ms queued: the box is ahead of the line
         downlink = SILENCE
@@ -641,7 +634,7 @@ class EmulatedVoiceModem:
             state.update(frames=0, voice=True, reported=False)
             return
         state["frames"] += 1
-        if sdi and not state["reported"] and state["frames"] * TICK * 10 >= sdi:
+        if sdi and not state["reported"] and state["frames"] * FRAME_SECONDS * 10 >= sdi:
             state["reported"] = True
             self._queue_event("q" if state["voice"] else "s")
 
@@ -679,6 +672,3 @@ class EmulatedVoiceModem:
 
     def _send_line(self, text):
         self.at.write(f"\r\n{text}\r\n".encode("latin-1"))
-
-
-assert FRAME_BYTES == SAMPLES_PER_TICK * 2

@@ -13,6 +13,8 @@ import wave
 
 from pydub.exceptions import CouldntDecodeError
 
+from firmware.frames import FRAME_SECONDS
+
 from .network import NetworkError, VirtualNetwork
 from .families import ALL_EMULATORS
 from .phones import VirtualCaller, VirtualPhone, wav_frames
@@ -122,7 +124,7 @@ class VirtualWorld:
             "line": line, "from": caller, "to": modem.number, "answered": answered,
             "ended_by": hung_up_by, "seconds": round(time.monotonic() - started, 2),
             "heard_seconds": person.heard_seconds(), "digits": digits, "inband": bool(inband),
-            "audio_seconds": round(len(speech) * 0.02, 2),
+            "audio_seconds": round(len(speech) * FRAME_SECONDS, 2),
         }
 
     def close(self):
