@@ -114,12 +114,40 @@ def _add_modem_commands(command):
                                  description="Identify the modem on PORT: model, firmware, IMEI, SIM, network.")
     probe.add_argument("port", metavar="PORT", help="device or pyserial URL, e.g. /dev/ttyUSB2 or spy:///dev/ttyUSB2")
     probe.add_argument("--json", action="store_true", help="print JSON")
+    _add_transcript_commands(modem_sub)
     emulate = command("emulate", cmd_emulate, "run an emulated modem on pseudo-terminals until stopped")
     emulate.add_argument("model", choices=sorted(EMULATOR_MODELS), metavar="MODEL",
                          help="one of: %(choices)s")
     emulate.add_argument("--number", default="+359700000009", help="its SIM's number (default: %(default)s)")
     emulate.add_argument("--pin", help="make its SIM ask for this PIN")
     emulate.add_argument("--json", action="store_true", help="print the ports as JSON")
+
+
+def _add_transcript_commands(modem_sub):
+    """modem record, modem replay: a field bug on file, and the file served again (docs/field-bugs.md)."""
+    from firmware.transcript import DEFAULT_MASKS, MASKS
+
+    record = modem_sub.add_parser(
+        "record", help="log every byte of a session with the modem on PORT",
+        description="Put a pseudo-terminal in front of PORT and log every byte both ways, with "
+                    "timestamps. Point the driver (or any AT tool) at the printed pty. Phone numbers, "
+                    "IMEI and ICCID are masked unless told otherwise.")
+    record.add_argument("port", metavar="PORT", help="device or pyserial URL, e.g. /dev/ttyUSB2")
+    record.add_argument("--out", required=True, metavar="FILE", help="the transcript to write")
+    record.add_argument("--mask", action="append", choices=MASKS, default=[], help="mask this kind too")
+    record.add_argument("--no-mask", action="append", choices=MASKS, default=[], dest="no_mask",
+                        help=f"keep this kind (masked by default: {', '.join(DEFAULT_MASKS)})")
+    record.add_argument("--note", default="", help="a comment for the file's header (what went wrong)")
+    record.add_argument("--probe", action="store_true", help="record one probe of the modem and stop")
+    record.add_argument("--json", action="store_true", help="print the pty (or the probe) as JSON")
+    replay = modem_sub.add_parser(
+        "replay", help="serve a recorded session on a pseudo-terminal",
+        description="Serve FILE on a pty: each command is answered with its recorded reply, "
+                    "unsolicited lines come at their recorded places.")
+    replay.add_argument("file", metavar="FILE", help="a transcript written by 'hotline modem record'")
+    replay.add_argument("--speed", type=float, default=1.0, help="time factor (2: twice as fast)")
+    replay.add_argument("--probe", action="store_true", help="probe the replayed modem and stop")
+    replay.add_argument("--json", action="store_true", help="print the pty (or the probe) as JSON")
 
 
 def _wait_for_signal():
@@ -258,10 +286,17 @@ def cmd_modem(args):
     from firmware.detect import probe
     from firmware.errors import FirmwareError
 
+    if args.modem_command in ("record", "replay"):
+        return cmd_modem_record(args) if args.modem_command == "record" else cmd_modem_replay(args)
     try:
         found = probe(args.port)
     except FirmwareError as err:
         raise ControlError(f"no modem answers on {args.port}: {err}") from err
+    return _print_probe(found, args)
+
+
+def _print_probe(found, args):
+    """Print a probe's result, as JSON or one field a line; 0 if the modem was known."""
     if args.json:
         print(json.dumps(found, indent=2))
         return 0 if found["family"] else 1
@@ -270,6 +305,61 @@ def cmd_modem(args):
             value = ", ".join(value)
         print(f"{key:>13}: {value if value not in (None, '') else '-'}")
     return 0 if found["family"] else 1
+
+
+def cmd_modem_record(args):
+    """hotline modem record"""
+    from firmware.errors import FirmwareError
+    from firmware.transcript import DEFAULT_MASKS, Tap, TranscriptWriter
+
+    masks = (set(DEFAULT_MASKS) | set(args.mask)) - set(args.no_mask)
+    writer = TranscriptWriter(args.out, masks=masks, port=args.port, note=args.note)
+    try:
+        tap = Tap(args.port, writer)
+    except FirmwareError as err:
+        writer.close()
+        raise ControlError(str(err)) from err
+    try:
+        return _serve_pty(tap.path, args, f"recording {args.port} to {args.out}")
+    finally:
+        tap.close()
+        writer.close()
+
+
+def cmd_modem_replay(args):
+    """hotline modem replay"""
+    from firmware.transcript import Replayer, TranscriptError
+
+    try:
+        replayer = Replayer(args.file, speed=args.speed)
+    except (OSError, TranscriptError) as err:
+        raise ControlError(f"cannot replay {args.file}: {err}") from err
+    try:
+        return _serve_pty(replayer.path, args, f"replaying {args.file}")
+    finally:
+        replayer.close()
+        if replayer.unmatched:
+            print(f"commands not in the recording: {len(replayer.unmatched)}", file=sys.stderr)
+
+
+def _serve_pty(path, args, doing):
+    """Probe through ``path`` once (``--probe``), or print it and wait for Ctrl-C."""
+    from firmware.detect import probe
+    from firmware.errors import FirmwareError
+
+    if args.probe:
+        try:
+            found = probe(path)
+        except FirmwareError as err:
+            raise ControlError(f"no modem answers through {path}: {err}") from err
+        return _print_probe(found, args)
+    stop = _wait_for_signal()
+    if args.json:
+        print(json.dumps({"pty": path}), flush=True)
+    else:
+        print(f"{doing}; point the driver at {path}   (Ctrl-C stops)", flush=True)
+    stop.wait()
+    return 0
 
 
 def cmd_emulate(args):

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from firmware import sip
 from firmware.detect import audio_port_beside, find_modem, open_line
@@ -30,6 +31,13 @@ BOOT_SECONDS = 5.0
 TWIN_SOCKET = "twin.sock"
 _REOPEN = object()
 _SCAN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Reset:
+    """A request, queued by a driver event, to restart the modem (why: ``reason``)."""
+
+    reason: str
 
 
 def resolve_port(port, data_dir):
@@ -70,6 +78,7 @@ class LineRunner:
         self._on_event = on_event
         self._on_state = on_state
         self._poll_seconds = poll_seconds
+        self._boot_seconds = BOOT_SECONDS
         self._port_patterns = tuple(port_patterns)
         self._power = power_switch(line_config, data_dir)
         self._commands = queue.Queue()
@@ -193,7 +202,7 @@ class LineRunner:
             else:
                 log.warning("line %s: modem power-cycled", self.id)
                 self._on_event(self.id, LineEvent("power_cycled", {"attempt": self._failed_opens}))
-                self._stop.wait(BOOT_SECONDS)
+                self._stop.wait(self._boot_seconds)
                 return
         delay = RETRY_SECONDS[min(self._failed_opens - 1, len(RETRY_SECONDS) - 1)]
         self._stop.wait(delay)
@@ -224,6 +233,8 @@ class LineRunner:
             return None
         if item is _REOPEN:
             return self._lost("the modem's port closed")
+        if isinstance(item, _Reset):
+            return self._reset_modem(item.reason)
         name, action, channel = item
         try:
             action(self.driver)
@@ -261,10 +272,25 @@ class LineRunner:
         self._on_state(self.id, {"state": "down", "error": reason})
         self._on_event(self.id, LineEvent("down", {"reason": reason}))
 
+    def _reset_modem(self, reason):
+        """Restart a modem whose audio died (SIM7600 PCM fault): the call ends, the line
+        comes back after boot, the reset is journaled as a power cycle; other lines go on."""
+        if self.driver is None or not hasattr(self.driver, "reset"):
+            log.warning("line %s: %s, and its modem cannot be reset from here", self.id, reason)
+            return
+        log.warning("line %s: %s; resetting the modem", self.id, reason)
+        self.driver.reset()
+        self._close_driver()
+        self._on_state(self.id, {"state": "down", "error": f"modem reset: {reason}"})
+        self._on_event(self.id, LineEvent("power_cycled", {"attempt": 0}))
+        self._stop.wait(self._boot_seconds)
+
     def _driver_event(self, event):
         if event.kind == "down":
             self._commands.put(_REOPEN)
             return
+        if event.kind == "audio_dead":
+            self._commands.put(_Reset(event.data.get("reason", "no call audio")))
         self._on_event(self.id, event)
 
     def _close_driver(self):

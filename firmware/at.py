@@ -8,6 +8,7 @@ driver, so a URC handler may itself send commands. Ports are pyserial URLs, so
 """
 import logging
 import queue
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ URC_PREFIXES = (
     "+CPSI:", "^DSCI:",
 )
 MAX_LINE = 4096
+NMEA = re.compile(r"\$G[PLNABQ][A-Z]{3},")
+GLUED_FINAL = re.compile(r"(OK|ERROR)(?=[+^][A-Z])")
 
 
 @dataclass
@@ -196,6 +199,16 @@ class ATChannel:
         if not text.isprintable():
             log.warning("%s: skipped malformed line %r", self.name, raw)
             return
+        if NMEA.match(text):
+            # GPS output left on the AT port (Quectel AT+QGPSCFG="outport"): not modem talk.
+            log.debug("%s: skipped an NMEA sentence %r", self.name, text)
+            return
+        glued = GLUED_FINAL.match(text)
+        if glued:
+            # A result with no line end before the next line (Huawei "ERROR+CNUM:", which
+            # chan_dongle's at_read.c splits the same way): two lines.
+            self._handle_line(glued.group(1))
+            text = text[glued.end():]
         self._handle_line(text)
 
     def _handle_line(self, line):

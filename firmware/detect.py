@@ -5,7 +5,7 @@ import os
 
 from .at import ATChannel
 from .errors import ATCommandError, FirmwareError
-from .huawei import HuaweiLine
+from .huawei import HuaweiLine, voice_state
 from .quectel import QuectelLine
 from .simcom import Sim800Line, Sim7600Line
 from .voicemodem import VoiceModemLine, choose_format, parse_formats
@@ -72,6 +72,15 @@ def _identify(channel, timeout):
         if voice is not None:
             return voice
     rssi = _number_after(ask("AT+CSQ", "+CSQ:"), "+CSQ:")
+    found = _gsm_identity(channel, ask, family, model, rssi)
+    if family is HuaweiLine:
+        # Firmware with voice locked answers ^CVOICE:1 or ERROR: say so before a call fails.
+        found["voice"] = voice_state(ask("AT^CVOICE?", "^CVOICE:"))
+    return found
+
+
+def _gsm_identity(channel, ask, family, model, rssi):
+    """The probe's answer for a GSM modem."""
     return {
         "port": channel.name.split(" ", 1)[1],
         "family": family.family if family else None,
@@ -150,13 +159,9 @@ def _quoted(lines):
 
 
 def _registration(lines):
-    from .gsm import REGISTRATION
+    from .gsm import _creg
 
-    for line in lines:
-        fields = line.split(":", 1)[-1].split(",")
-        if len(fields) > 1 and fields[1].strip().isdigit():
-            return REGISTRATION.get(int(fields[1]), "unknown")
-    return "unknown"
+    return _creg(lines)
 
 
 def find_modem(candidates, *, imei=None, iccid=None):

@@ -23,6 +23,10 @@ REGISTRATION = {0: "not registered", 1: "home", 2: "searching", 3: "denied", 4: 
 LEFTOVER_CALL_STATES = {0, 1, 2, 3}  # +CLCC stat: active, held, dialling, alerting
 CALL_END_WORDS = {"NO CARRIER": "remote", "BUSY": "busy", "NO ANSWER": "no answer", "NO DIALTONE": "no dial tone"}
 # 3GPP TS 24.008 10.5.4.11 cause values that mean something to a caller.
+SMS_RETRY_CODES = {350}
+SMS_ATTEMPTS = 3
+SMS_RETRY_SECONDS = 1.0
+VOICE_OK, VOICE_LOCKED = "ok", "locked by firmware"
 END_CAUSES = {1: "unassigned number", 16: "remote", 17: "busy", 18: "no answer", 19: "no answer",
               21: "rejected", 31: "remote", 34: "congestion"}
 
@@ -49,6 +53,7 @@ class GsmLine:
     software_gain = False  # True when levels must be applied to the audio by the engine
     ussd_packed = False  # replies in the TE character set; Huawei sends GSM7-packed hex
     text_mode_sms = True  # Huawei: long UCS2 text-mode SMS hang the dongle (chan_dongle BUGS)
+    voice = VOICE_OK  # "locked by firmware" when the modem cannot carry calls (Huawei ^CVOICE)
 
     def __init__(self, port, on_event, *, audio_port=None, name="gsm", pin=None, sms_mode="pdu"):
         self.name = name
@@ -93,6 +98,7 @@ class GsmLine:
             "signal_bars": _bars(rssi),
             "registration": _creg(self.command("AT+CREG?", prefix="+CREG:")),
             "operator": _cops(self.command("AT+COPS?", prefix="+COPS:")),
+            "voice": self.voice,
         }
 
     def iccid(self):
@@ -121,6 +127,7 @@ class GsmLine:
         """Pick up the ringing call."""
         if self._state != RINGING:
             raise LineStateError(f"{self.name}: no call is ringing")
+        self._check_voice()
         self.command(self._answer_command(), timeout=10)
         self._after_answer()
 
@@ -136,6 +143,7 @@ class GsmLine:
         """Place a voice call to ``number``; progress arrives as events."""
         if self._state != IDLE:
             raise LineStateError(f"{self.name}: line is busy")
+        self._check_voice()
         self._set_state(DIALING)
         self._hung_up_locally = False
         try:
@@ -144,6 +152,10 @@ class GsmLine:
             self._set_state(IDLE)
             raise
         self._after_dial()
+
+    def _check_voice(self):
+        if self.voice != VOICE_OK:
+            raise LineStateError(f"{self.name}: this modem cannot carry calls: voice {self.voice}")
 
     def send_dtmf(self, digits):
         """Send DTMF digits to the far end of the active call."""
@@ -160,12 +172,25 @@ class GsmLine:
         if self.sms_mode == "text" and len(parts) == 1:
             return [self._send_sms_text(number, text)]
         self.command("AT+CMGF=0")
-        references = []
-        for hex_pdu, length in parts:
-            lines = self.command(f"AT+CMGS={length}", payload=hex_pdu, timeout=60, prefix="+CMGS:")
-            references.append(int(_fields(lines, "+CMGS:")[0]))
+        references = [self._send_pdu(hex_pdu, length) for hex_pdu, length in parts]
         self._restore_sms_mode()
         return references
+
+    def _send_pdu(self, hex_pdu, length):
+        """One PDU through AT+CMGS; a transient ``+CMS ERROR: 350`` is tried again."""
+        attempt = 1
+        while True:
+            try:
+                lines = self.command(f"AT+CMGS={length}", payload=hex_pdu, timeout=60, prefix="+CMGS:")
+                return int(_fields(lines, "+CMGS:")[0])
+            except ATCommandError as err:
+                # Quectel EC25s answer +CMS ERROR: 350 now and then (MODEMS.md) and the same
+                # PDU goes through a moment later; any other error is the caller's to handle.
+                if err.kind != "CMS" or err.code not in SMS_RETRY_CODES or attempt >= SMS_ATTEMPTS:
+                    raise
+                log.info("%s: %s; sending the SMS again", self.name, err.result)
+            attempt += 1
+            time.sleep(SMS_RETRY_SECONDS)
 
     def _send_sms_text(self, number, text):
         """One message in text mode: GSM 7-bit as is, anything else as UCS2 hex (TS 27.005 3.5.1)."""
@@ -490,9 +515,17 @@ def _bars(rssi):
 
 
 def _creg(lines):
-    fields = _fields(lines, "+CREG:")
-    stat = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 4
-    return REGISTRATION.get(stat, "unknown")
+    """Registration from AT+CREG?'s ``+CREG: <n>,<stat>[,<lac>,<ci>]``.
+
+    An unsolicited ``+CREG: <stat>,<lac>,<ci>`` can arrive inside the answer (Huawei
+    ``+CREG: 2,1,4CA,81DE445`` pushes, MODEMS.md): its second field is a cell code, not a
+    one-digit state, so it is passed over.
+    """
+    for line in lines:
+        fields = _split_fields(line[len("+CREG:"):]) if line.startswith("+CREG:") else []
+        if len(fields) > 1 and len(fields[1]) == 1 and fields[1].isdigit():
+            return REGISTRATION.get(int(fields[1]), "unknown")
+    return REGISTRATION[4]
 
 
 def _cops(lines):

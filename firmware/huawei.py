@@ -10,7 +10,7 @@ firmware that has ^DDTMF reports them after AT^DDTMFCFG=0,1.
 import logging
 
 from .errors import ATCommandError
-from .gsm import END_CAUSES, GsmLine
+from .gsm import END_CAUSES, VOICE_LOCKED, VOICE_OK, GsmLine
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ class HuaweiLine(GsmLine):
     models = ("E1550", "E173", "E1752", "E155X", "E171", "E180")
     usb_ids = ((0x12D1, 0x1001), (0x12D1, 0x1003), (0x12D1, 0x140C), (0x12D1, 0x1436))
     audio_interface = 1  # chan_dongle: audio=/dev/ttyUSB1 beside data=/dev/ttyUSB2
-    init_commands = ("AT+CLIP=1", "AT+CREG=2", "AT^CVOICE?")
+    init_commands = ("AT+CLIP=1", "AT+CREG=2")
     hangup_command = "AT+CHUP"
     # No documented gain commands: chan_dongle applies rxgain/txgain to the audio in
     # software, and so does the engine for this family (``software_gain``).
@@ -34,11 +34,23 @@ class HuaweiLine(GsmLine):
 
     def _initialise(self, pin):
         super()._initialise(pin)
+        self.voice = self._voice_support()
+        if self.voice != VOICE_OK:
+            log.warning("%s: voice is %s on this dongle; it can send SMS but not carry calls",
+                        self.name, self.voice)
         try:
             self.command("AT^DDTMFCFG=0,1")
             self.inband_dtmf = False
         except ATCommandError:
             self.inband_dtmf = True  # no ^DDTMF on this firmware: listen in-band
+
+    def _voice_support(self):
+        """``^CVOICE:0,...`` means voice works; ``^CVOICE:1`` or ERROR means firmware without it."""
+        try:
+            lines = self.command("AT^CVOICE?", prefix="^CVOICE:")
+        except ATCommandError:
+            return VOICE_LOCKED  # chan_dongle at_response_error, CMD_AT_CVOICE: "Dongle has NO voice support"
+        return voice_state(lines)
 
     def iccid(self):
         """The SIM card's ICCID (AT^ICCID on Huawei)."""
@@ -93,6 +105,16 @@ class HuaweiLine(GsmLine):
 
     def _ddtmf(self, line):
         self._emit("dtmf", digit=line.split(":", 1)[1].strip()[:1])
+
+
+def voice_state(lines):
+    """"ok" or "locked by firmware" from AT^CVOICE?'s lines (chan_dongle at_response_cvoice:
+    ``^CVOICE:<enabled>,<rate>,<bits>,<period>``, voice when <enabled> is 0)."""
+    for line in lines:
+        if line.startswith("^CVOICE:"):
+            head = line.split(":", 1)[1].split(",")[0].strip()
+            return VOICE_OK if head == "0" else VOICE_LOCKED
+    return VOICE_LOCKED
 
 
 def _index(line):

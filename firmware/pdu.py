@@ -22,6 +22,9 @@ DCS_GSM7, DCS_8BIT, DCS_UCS2 = 0x00, 0x04, 0x08
 SINGLE_GSM7, PART_GSM7 = 160, 153  # septets
 SINGLE_UCS2, PART_UCS2 = 70, 67  # UTF-16 code units
 MAX_PARTS = 10
+# High bytes of UCS2 units that real USSD text uses: Latin-1, Latin Extended-A, Greek,
+# Cyrillic, Hebrew, Arabic, Thai, general punctuation (the euro sign lives there).
+UCS2_TEXT_PAGES = frozenset({0x00, 0x01, 0x03, 0x04, 0x05, 0x06, 0x0E, 0x20})
 SMSC_FOR_DELIVER = "+359888000000"  # the emulated network's service centre
 
 
@@ -339,7 +342,10 @@ def decode_ussd(payload, dcs, packed=None):
     """The text of a +CUSD reply: plain, GSM7-packed hex (``packed``; None guesses) or UCS2 hex."""
     payload = payload.strip().strip('"')
     alphabet = _cbs_alphabet(dcs)
-    if alphabet == DCS_UCS2:
+    if alphabet == DCS_UCS2 or looks_ucs2_hex(payload):
+        # The DCS can lie: a Quectel M35 sends UCS2 hex with DCS 15 (gammu issue 358, its
+        # test dump Uissue358-Quectel_M35.dump), a Huawei E1550 in AT+CSCS="UCS2" mode
+        # always says 15 (gmodem's gmodem_device.c); like gammu, the content decides.
         try:
             return ucs2_hex_decode(payload)
         except PduError:
@@ -374,6 +380,24 @@ def _cbs_alphabet(dcs):
     if group == 0xF:
         return DCS_8BIT if dcs & 0x04 else DCS_GSM7
     return DCS_GSM7
+
+
+def looks_ucs2_hex(text):
+    """Whether ``text`` is UCS2 hex of plausible text whatever the DCS says.
+
+    Hex of a length that is a multiple of 4 (two units at least) whose 16-bit units are
+    printable and sit in one alphabet's page (Latin, plus at most one of Latin Extended,
+    Greek, Cyrillic, Hebrew, Arabic, Thai; general punctuation too): GSM 7-bit packed hex
+    and plain digits almost never pass, since their "units" scatter over many pages.
+    """
+    if len(text) < 8 or len(text) % 4 or not _looks_hex(text):
+        return False
+    units = [int(text[i:i + 4], 16) for i in range(0, len(text), 4)]
+    pages = {unit >> 8 for unit in units}
+    if not pages <= UCS2_TEXT_PAGES or len(pages - {0x00, 0x20}) > 1:
+        return False
+    decoded = "".join(chr(unit) for unit in units)
+    return decoded.replace("\n", "").replace("\r", "").isprintable()
 
 
 def _looks_hex(text):

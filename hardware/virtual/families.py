@@ -2,6 +2,8 @@
 
 What each follows is named in its docstring; ../shared/MODEMS.md gathers the sources.
 """
+import threading
+
 from firmware import pdu
 
 from .modems import EmulatedModem, _cli_type, _ModemError, _ton
@@ -24,12 +26,29 @@ class Sim800Emulator(EmulatedModem):
     revision = "Revision:1418B05SIM800L24"
     boot_urcs = ("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready")
 
+    def __init__(self, *args, charset="GSM", **kwargs):
+        self.stored_charset = charset  # what another program left in the profile (AT&W)
+        super().__init__(*args, **kwargs)
+
     def _reset(self):
         super()._reset()
         self._dtmf_reports = False
         self._act = 0
+        self._charset = self.stored_charset
+
+    def noise_urcs(self):
+        # Network time after AT+CLTS=1 (MODEMS.md; SIM800 manual AT+CLTS, AT+CTZR).
+        return ['*PSUTTZ: 2023, 6, 8, 5, 15, 27, "+8", 1', "DST: 0", "+CTZV: +8,0", "+CREG: 1"]
+
+    def ussd_reply_line(self, text):
+        if self._charset == "HEX":
+            return '+CUSD: 0,"",15'  # TinyGSM #192: with AT+CSCS="HEX" the reply came back empty
+        return super().ussd_reply_line(text)
 
     def family_command(self, upper, body):
+        if upper == '+CSCS="HEX"':
+            self._charset = "HEX"
+            return [], "OK"
         if upper.startswith("+DDET="):
             self._dtmf_reports = upper[6:7] == "1"
             return [], "OK"
@@ -57,9 +76,26 @@ class Sim7600Emulator(EmulatedModem):
     revision = "LE20B04SIM7600M22"
     boot_urcs = ("RDY", "+CPIN: READY", "SMS DONE", "PB DONE")
 
+    def __init__(self, *args, pcm_fault=False, **kwargs):
+        # MODEMS.md: after a call the PCM port can half-die until AT+CRESET. With
+        # ``pcm_fault`` the first call has audio, later ones none (AT+CPCMREG=1 still says OK).
+        self.pcm_fault = pcm_fault
+        self.resets = 0
+        self._calls_with_pcm = 0
+        super().__init__(*args, **kwargs)
+
+    def noise_urcs(self):
+        return ['+CEREG: 1,"4CA","81DE445",7', "+CREG: 1", "+CPSI: LTE,Online,284-01,0x04CA,8517709,69,EUTRAN-BAND20"]
+
+    def audio_enabled(self):
+        return self._audio_on and not (self.pcm_fault and self._calls_with_pcm > 1)
+
     def family_command(self, upper, body):
         if upper == "+CICCID":
             return [f"+ICCID: {self.iccid}"], "OK"
+        if upper == "+CRESET":
+            threading.Timer(0.1, self._creset).start()
+            return [], "OK"
         if upper.startswith("+CPCMREG="):
             return self._cpcmreg(upper[9:])
         if upper.startswith(("+CMICGAIN=", "+COUTGAIN=", "+DDET=")):
@@ -71,12 +107,20 @@ class Sim7600Emulator(EmulatedModem):
         if arg == "1":
             if self._call_state != "active":
                 raise _ModemError("+CME ERROR: 3")
+            if not self._audio_on:
+                self._calls_with_pcm += 1
             self._audio_on = True
         elif arg == "0":
             self._audio_on = False
         else:
             raise _ModemError("ERROR")
         return [], "OK"
+
+    def _creset(self):
+        """AT+CRESET: the module restarts and its PCM port works again."""
+        self.resets += 1
+        self._calls_with_pcm = 0
+        self.power_cycle()
 
     def connected_urcs(self):
         return super().connected_urcs() + ["VOICE CALL: BEGIN"]
@@ -115,9 +159,17 @@ class HuaweiEmulator(EmulatedModem):
     revision = "11.608.12.02.21"
     boot_urcs = ("^BOOT:12345678,0,0,0,72", "^SRVST:2", "^MODE:5,4")
 
-    def __init__(self, *args, ddtmf=False, **kwargs):
+    def __init__(self, *args, ddtmf=False, voice="ok", **kwargs):
         self.ddtmf = ddtmf
+        # "ok", "locked" (^CVOICE:1) or "error" (ERROR to AT^CVOICE?): firmware with voice
+        # locked, as chan_dongle's at_response_cvoice / at_response_error meet it.
+        self.voice = voice
         super().__init__(*args, **kwargs)
+
+    def noise_urcs(self):
+        # chan_dongle at_response.c and MODEMS.md: signal, mode, boot and registration pushes.
+        return ["^RSSI:15", "^RSSI: 20", '^HCSQ:"WCDMA",30,30,58', "^MODE:5,4", "^BOOT:12345678,0,0,0,72",
+                "+CREG: 1,4CA,81DE445", "^SRVST:2"]
 
     def _reset(self):
         super()._reset()
@@ -126,10 +178,14 @@ class HuaweiEmulator(EmulatedModem):
 
     def family_command(self, upper, body):
         if upper == "^CVOICE?":
-            return ["^CVOICE:0,8000,16,20"], "OK"
+            if self.voice == "error":
+                raise _ModemError("ERROR")
+            return [f"^CVOICE:{int(self.voice == 'locked')},8000,16,20"], "OK"
         if upper == "^ICCID?":
             return [f"^ICCID: {self.iccid}"], "OK"
         if upper == "^DDSETEX=2":
+            if self.voice != "ok":
+                raise _ModemError("ERROR")  # MODEMS.md: with voice locked AT^DDSETEX fails
             if self._call_state != "active" and self._call_state not in ("dialing", "alerting"):
                 raise _ModemError("ERROR")
             self._audio_on = True
@@ -195,24 +251,60 @@ class Ec25Emulator(EmulatedModem):
     revision = "EC25EFAR06A06M4G"
     boot_urcs = ("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE", "+QIND: PB DONE")
 
+    def __init__(self, *args, dsci=False, nmea=False, pcm_mode=0, sms_failures=0, **kwargs):
+        # Firmware variants and faults, each from MODEMS.md: ``dsci`` reports calls as ^DSCI
+        # (chan_quectel at_response_dsci) and has no "ccinfo"; ``nmea`` puts GPS sentences on
+        # the AT port until AT+QGPSCFG="outport","none"; ``pcm_mode`` 2 is voice left on USB
+        # audio class by AT+QPCMV=1,2 (kept across restarts); ``sms_failures`` answers that
+        # many AT+CMGS with +CMS ERROR: 350.
+        self.dsci, self.nmea, self.pcm_mode, self.sms_failures = dsci, nmea, pcm_mode, sms_failures
+        super().__init__(*args, **kwargs)
+
     def _reset(self):
         super()._reset()
         self._ccinfo = False
+        self._dsci_on = False
         self._tone_detection = False
         self._ims = False
+        self.noise = self.nmea
+
+    def noise_urcs(self):
+        if self.noise and self.nmea:
+            # NMEA 0183 sentences as the EC25's GNSS engine prints them.
+            return ["$GPGGA,052727.00,4241.123456,N,02319.654321,E,1,08,0.9,560.2,M,38.0,M,,*6A",
+                    "$GPRMC,052727.00,A,4241.123456,N,02319.654321,E,0.0,0.0,080623,,,A*6C",
+                    "$GPGSV,3,1,10,01,40,083,41,03,22,309,38,08,51,190,44,10,12,045,33*7B"]
+        return ['+CEREG: 1,"4CA","81DE445",7', '+QIND: "csq",20,99', '+QIND: "act","LTE"']
+
+    def _finish_payload(self, payload, send):
+        if send and self.sms_failures > 0:
+            self.sms_failures -= 1
+            self._payload_for = None
+            return self._send_line("+CMS ERROR: 350")
+        return super()._finish_payload(payload, send)
+
+    def audio_enabled(self):
+        return self._audio_on and self.pcm_mode == 0
 
     def family_command(self, upper, body):
         if upper == "+QCCID":
             return [f"+QCCID: {self.iccid}"], "OK"
         if upper == '+QINDCFG="CCINFO",1,0':
+            if self.dsci:
+                raise _ModemError("ERROR")
             self._ccinfo = True
+            return [], "OK"
+        if upper == "^DSCI=1" and self.dsci:
+            self._dsci_on = True
+            return [], "OK"
+        if upper == '+QGPSCFG="OUTPORT","NONE"':
+            self.nmea = self.noise = False
             return [], "OK"
         if upper.startswith("+QTONEDET="):
             self._tone_detection = upper.endswith("1")
             return [], "OK"
-        if upper.startswith("+QPCMV="):
-            self._audio_on = upper.startswith("+QPCMV=1")
-            return [], "OK"
+        if upper.startswith("+QPCMV"):
+            return self._qpcmv(upper[6:])
         if upper == '+QCFG="IMS",1':
             self._ims = True
             return [], "OK"
@@ -220,6 +312,23 @@ class Ec25Emulator(EmulatedModem):
             self.settings[upper.split("=")[0][1:]] = upper.split("=")[1]
             return [], "OK"
         return None
+
+    def _qpcmv(self, arg):
+        """AT+QPCMV=<enable>[,<mode>] (mode 0 USB serial, 2 USB audio class) and AT+QPCMV?."""
+        if arg == "?":
+            return [f"+QPCMV: {int(self._audio_on)},{self.pcm_mode}"], "OK"
+        values = arg.lstrip("=").split(",")
+        self._audio_on = values[0] == "1"
+        if self._audio_on and len(values) > 1:
+            self.pcm_mode = int(values[1])
+        return [], "OK"
+
+    def _dsci_lines(self, state):
+        """``^DSCI: <idx>,<dir>,<stat>,<type>,<number>,<type>`` when ^DSCI reports are on."""
+        if not self._dsci_on or self._call is None:
+            return []
+        number = self._call.caller if self._side == "b" else self._call.callee
+        return [f"^DSCI: {self._call_index},{int(self._side == 'b')},{state},0,{number},{_ton(number)}"]
 
     def _ccinfo_line(self, state, call=None, index=None):
         if call is None:
@@ -239,17 +348,17 @@ class Ec25Emulator(EmulatedModem):
         return [self._ccinfo_line(-1, call, 2)] if self._ccinfo else []
 
     def incoming_urcs(self, caller):
-        return (([self._ccinfo_line(4)] if self._ccinfo else [])
+        return (([self._ccinfo_line(4)] if self._ccinfo else []) + self._dsci_lines(4)
                 + ["RING", f'+CLIP: "{caller}",{_ton(caller)},"",0,"",0'])
 
     def alerting_urcs(self):
-        return [self._ccinfo_line(3)] if self._ccinfo else []
+        return ([self._ccinfo_line(3)] if self._ccinfo else []) + self._dsci_lines(3)
 
     def connected_urcs(self):
-        return [self._ccinfo_line(0)] if self._ccinfo else []
+        return ([self._ccinfo_line(0)] if self._ccinfo else []) + self._dsci_lines(0)
 
     def ended_urcs(self, state, cause):
-        released = [self._ccinfo_line(-1)] if self._ccinfo else []
+        released = ([self._ccinfo_line(-1)] if self._ccinfo else []) + self._dsci_lines(6)
         return released + [{"busy": "BUSY", "no answer": "NO ANSWER"}.get(cause, "NO CARRIER")]
 
     def dtmf_urcs(self, digit):

@@ -86,6 +86,15 @@ class EmulatedModem:
         self.settings = {}  # gains and other values the box set
         self.delay = 0.0  # seconds before each answer: a slow modem
         self.ring_interval = RING_INTERVAL  # seconds between repeated RING / +CCWA
+        # How lines are framed: "crlf" (<CR><LF>text<CR><LF>), "crcrlf" (text ends <CR><CR><LF>,
+        # SIM7600 +CRING/+RXDTMF in ModemManager's simtech fixtures) or "bare" (no leading
+        # CRLF, as chan_dongle's at_read.c meets on Huawei dongles).
+        self.framing = "crlf"
+        self.glue_next_error = False  # the next ERROR has no line end: "ERROR+CNUM:" (chan_dongle)
+        self.noise = False  # unprompted network URCs, unasked and inside answers
+        self.noise_interval = 1.0
+        self._noise_index = 0
+        self._noise_due = 0.0
         self._ring_due = 0.0
         self._mid_response_urcs = []
         self._lock = threading.RLock()
@@ -115,6 +124,21 @@ class EmulatedModem:
             waiting.hangup("b")
         for urc in self.boot_urcs:
             self._urc(urc)
+
+    def reenumerate(self):
+        """The USB device drops off and comes back under new tty names (a re-enumeration):
+        the old ports close under the driver, the modem keeps its IMEI, its calls drop."""
+        old_at, old_audio = self.at, self.audio
+        with self._lock:
+            self.at, self.audio = PtyPort(), PtyPort()
+        self.power_cycle()
+        old_at.close()
+        old_audio.close()
+        return self.at.path
+
+    def noise_urcs(self):
+        """Network reports this family sends on its own (``noise``): signal, mode, registration."""
+        return ["+CREG: 1", "+CGREG: 1"]
 
     def inject_mid_response(self, urc):
         """Make the next command's answer carry ``urc`` between its lines and its OK."""
@@ -310,10 +334,22 @@ class EmulatedModem:
                 break
         if final is None:
             return None  # waiting for an SMS payload after the "> " prompt
-        for text in info + self._mid_response_urcs:
+        for text in info[:1] + self._mid_response_urcs + self._next_noise() + info[1:]:
             self._send_line(text)
         self._mid_response_urcs.clear()
+        if final == "ERROR" and self.glue_next_error:
+            self.glue_next_error = False
+            return self.at.write(b"\r\nERROR")  # the next line follows without a line end
         return self._send_line(final)
+
+    def _next_noise(self):
+        """One network URC for this answer when ``noise`` is on (python-gsmmodem #40: ^RSSI
+        inside +CMGR; chan_dongle #143: ^RSSI inside +CSQ)."""
+        if not self.noise:
+            return []
+        urcs = self.noise_urcs()
+        self._noise_index += 1
+        return [urcs[self._noise_index % len(urcs)]]
 
     def _execute(self, body):
         upper = body.upper()
@@ -654,6 +690,13 @@ class EmulatedModem:
                     self._send_all(self.incoming_urcs(self._call.caller))
                 if self._waiting is not None:
                     self._send_all(self.waiting_urcs(self._waiting.caller, first=False))
+            self._noise_tick()
+
+    def _noise_tick(self):
+        """Now and then an unprompted network report, as real modems send them."""
+        if self.noise and time.monotonic() >= self._noise_due:
+            self._noise_due = time.monotonic() + self.noise_interval
+            self._urc(self._next_noise()[0])
 
     def _ring_again_later(self):
         """A call just started ringing or waiting: its next RING / +CCWA is one interval away."""
@@ -661,14 +704,15 @@ class EmulatedModem:
 
     def _urc(self, text):
         if not self.hung:
-            self.at.write(f"\r\n{text}\r\n".encode("latin-1"))
+            self._send_line(text)
 
     def _send_all(self, lines):
         for line in lines:
             self._urc(line)
 
     def _send_line(self, text):
-        self.at.write(f"\r\n{text}\r\n".encode("latin-1"))
+        framed = {"crcrlf": f"\r\n{text}\r\r\n", "bare": f"{text}\r\n"}.get(self.framing, f"\r\n{text}\r\n")
+        self.at.write(framed.encode("latin-1"))
 
     # --- the audio port ---------------------------------------------------------------
 
