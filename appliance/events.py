@@ -154,6 +154,14 @@ class LineEvents:
         self.ctx.journal.add_line_event(line_id, "power_cycled", attempt=attempt)
         self.ctx.publish({"type": "line.power_cycled", "line": line_id})
 
+    def _on_audio_dead(self, line_id, reason):
+        """A modem's audio port gave nothing after answering (the SIM7600 PCM fault): the runner resets it."""
+        session = self.board.session(line_id)
+        if session is not None:
+            self.ctx.journal.add_event(session.id, "audio_dead", reason=reason)
+        self.ctx.journal.add_line_event(line_id, "modem_reset", reason=reason)
+        self.ctx.publish({"type": "line.modem_reset", "line": line_id, "reason": reason})
+
     def _on_sms(self, line_id, sender, text, sent_at=None):
         self.ctx.journal.add_sms(line_id, "in", sender, text, "received")
         self.ctx.publish({"type": "sms.received", "line": line_id, "from": sender, "text": text})

@@ -266,6 +266,13 @@ def test_a_second_caller_on_a_busy_modem_is_a_missed_call_waiting_once(box):
     assert len(waiting) == 1 and waiting[0]["outcome"] == "missed"
 
 
+def test_a_modem_whose_audio_died_is_journaled_on_the_call_and_the_line(box):
+    session = _caller_in_menu(box)
+    box.report("gsm1", "audio_dead", reason="no audio frames 2 s after the call connected")
+    assert "audio_dead" in box.events(session.id)
+    assert [event["kind"] for event in box.journal.line_events("gsm1")][:1] == ["modem_reset"]
+
+
 def test_the_call_is_cut_at_the_maximum_length(make_box):
     box = make_box(_config(max_call_seconds=30))
     session = _caller_in_menu(box)
