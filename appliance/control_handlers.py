@@ -8,6 +8,7 @@ import time
 
 from firmware.errors import FirmwareError
 
+from . import discovery
 from .calls import CallSession
 from .configurator import CONFIG_SECTIONS
 from .errors import ControlError
@@ -149,5 +150,5 @@ HANDLERS = {
     "ping": _ping, "calls": _calls, "call": _call, "status": _status, "hangup": _hangup,
     "reload": _reload, "sms": _sms, "ussd": _ussd, "balance": _balance, "originate": _originate,
     "line": _line, "operator": _operator, "callbacks": _callbacks, "config": _config,
-    "config_put": _config_put,
+    "config_put": _config_put, "modems": discovery.handle,
 }

@@ -30,7 +30,7 @@ REOPENS_BEFORE_POWER_CYCLE = 2
 BOOT_SECONDS = 5.0
 TWIN_SOCKET = "twin.sock"
 _REOPEN = object()
-_SCAN_LOCK = threading.Lock()
+SCAN_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class LineRunner:
             audio = self.config.get("audio_port")  # a voice modem carries its audio on its one port
             return (resolve_port(self.config["port"], self._data_dir),
                     resolve_port(audio, self._data_dir) if audio else None, self.config["driver"])
-        with _SCAN_LOCK:  # lines scanning at once would take each other's ports for a moment
+        with SCAN_LOCK:  # lines scanning at once would take each other's ports for a moment
             found = find_modem(self._candidates(), imei=self.config.get("imei"), iccid=self.config.get("iccid"))
         if found is None:
             wanted = f"IMEI {self.config['imei']}" if "imei" in self.config else f"ICCID {self.config['iccid']}"

@@ -47,7 +47,7 @@ def create_app(test_config=None):
 
 # One module per screen, each with a blueprint ``bp``.
 BLUEPRINTS = ("auth", "dashboard", "journal", "contacts", "lines", "operators", "queues", "hours", "prompts",
-              "flows", "settings", "reports", "testcall", "me", "users", "system", "api")
+              "flows", "settings", "reports", "testcall", "me", "users", "system", "api", "onboarding")
 
 # The menu: (endpoint, label, roles that see it). An entry shows only once its page exists.
 NAV = (

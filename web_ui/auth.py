@@ -90,7 +90,7 @@ def setup():
             else:
                 _log_in(user_id)
                 flash(_("The admin account is ready."))
-                return redirect(url_for("dashboard.index"))
+                return redirect(url_for("onboarding.index"))  # the guided setup comes next
     return render_template("setup.html", errors=errors), 400 if errors else 200
 
 
