@@ -1,9 +1,11 @@
 """A call leg's life in the engine: ring or dial, answer, media, prompts, bridge, hang-up, journal.
 
 Every method runs on the engine's loop thread; the media clock and the line threads
-reach a session only through ``engine.post``. What a leg is *for* lives in its
-``handler``: the IVR for a caller, a ring attempt for an operator's phone, a call-back.
-A handler may define on_connected, on_dtmf, on_prompt_done and on_ended.
+reach a session only through ``ctx.post``. What a leg is *for* lives in its
+``handler`` (a ``CallHandler``): the IVR for a caller, a ring attempt for an operator's
+phone, a call-back. A leg without one plays the line's greeting (a test call, a line
+without a flow). Where the leg is lives in ``state`` (a ``CallState``); ``step`` is the
+text the dashboard shows for it.
 """
 import logging
 import os
@@ -11,9 +13,11 @@ import time
 import weakref
 
 from .dtmf import DtmfDetector
+from .handlers import CallHandler
 from .health import recording_refusal
 from .media import CallMedia, LoopPlayer, Player, Recorder, bridge, unbridge
 from .prompts import music_path, prompt_path, resolve_prompt
+from .states import CallState
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +31,9 @@ UNCONNECTED_OUTCOMES = {"busy": "busy", "no answer": "no answer", "rejected": "b
 class CallSession:
     """One call leg on one line: inbound (``caller`` rings us) or outbound (we dial ``callee``)."""
 
-    def __init__(self, engine, line_id, caller="", callee="", direction="in", role=None, parent_id=None,
+    def __init__(self, ctx, line_id, caller="", callee="", direction="in", role=None, parent_id=None,
                  handler=None, channel=None):
-        self.engine = engine
+        self.ctx = ctx
         self.line_id = line_id
         self.channel = channel  # which of a SIP line's calls this is; None on a modem
         self.caller = caller
@@ -37,23 +41,56 @@ class CallSession:
         self.direction = direction
         self.role = role or ("caller" if direction == "in" else "test")
         self.handler = handler
-        self.language = engine.config["settings"]["language"]
-        self.step = "ringing" if direction == "in" else "dialling"
+        self.language = ctx.config["settings"]["language"]
+        self.state = CallState.RINGING if direction == "in" else CallState.DIALLING
+        self._step = self.state.text()
         self.started = time.monotonic()
         self.answered = None
         self.media = None
-        self.ended = False
         self.outcome = None
         self.recording = None  # the WAV, relative to the data directory, once the call ended
         self.peer = None  # the leg this one is bridged with
         self.hold_seconds = None
         self._voicemail = None
-        self.id = engine.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
-                                            parent_id=parent_id)
-        if channel is None and engine.is_sip(line_id):
+        self.id = ctx.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
+                                         parent_id=parent_id)
+        if channel is None and ctx.is_sip(line_id):
             self.channel = f"out-{self.id}"  # the engine names the outgoing calls of a SIP line
-        engine.claim_line(line_id, self)
+        ctx.claim_line(line_id, self)
         self._publish("call.started")
+
+    # --- state and handler --------------------------------------------------------------
+
+    @property
+    def handler(self):
+        """What the leg is for; it hears the call's events (never None)."""
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler):
+        self._handler = handler if handler is not None else GreetingHandler(self)
+
+    @property
+    def ended(self):
+        """Whether the call is over."""
+        return self.state is CallState.ENDED
+
+    @property
+    def step(self):
+        """The step as the dashboard shows it: "ringing", "playing greeting", "talking", "menu menu"..."""
+        return self._step
+
+    @step.setter
+    def step(self, text):
+        """An IVR node's step ("<type> <node id>") set as text: the leg is in the flow."""
+        self.set_state(CallState.IN_FLOW, text)
+
+    def set_state(self, state, detail=None):
+        """Show ``state`` (its step text made with ``detail``) and move to it, except that an
+        ended call stays ended and an answered one does not go back to ringing (a late report)."""
+        self._step = state.text(detail)
+        if self.state is not CallState.ENDED and not (state.before_answer and self.answered is not None):
+            self.state = state
 
     # --- placing and taking the call ---------------------------------------------------
 
@@ -66,66 +103,68 @@ class CallSession:
     def alerting(self):
         """The far end of our outbound call is ringing."""
         if not self.ended:
-            self.step = "ringing"
-            self.engine.journal.add_event(self.id, "alerting")
+            self.set_state(CallState.RINGING)
+            self.ctx.journal.add_event(self.id, "alerting")
             self._publish("call.step")
 
     def answer(self):
         """Ask the line to pick up; give up if it has not connected in time."""
         self._command("answer", lambda leg: leg.answer())
-        self.engine.later(ANSWER_TIMEOUT_SECONDS, _weakly(self._answer_overdue))
+        self.ctx.later(ANSWER_TIMEOUT_SECONDS, _weakly(self._answer_overdue))
 
     def reject(self, reason, outcome):
         """Refuse a ringing call without answering it (blacklist, no line for it)."""
         self.outcome = outcome
-        self.engine.journal.add_event(self.id, "rejected", reason=reason)
+        self.ctx.journal.add_event(self.id, "rejected", reason=reason)
         self._command("hangup", lambda leg: leg.hangup())
 
     def connected(self):
         """The call is up: start its media, then let the handler (or the test greeting) go on."""
-        if self.ended or self.answered is not None:
+        if not self.state.before_answer:
             return
         self.answered = time.monotonic()
-        self.engine.journal.answer_call(self.id)
+        self.state = CallState.ANSWERED  # the step shown stays until the handler plays, bridges...
+        self.ctx.journal.answer_call(self.id)
         self._start_media()
-        self.engine.later(self.engine.config["settings"]["max_call_seconds"], _weakly(self._too_long))
+        self.ctx.later(self.ctx.config["settings"]["max_call_seconds"], _weakly(self._too_long))
         self._publish("call.answered")
-        if self.handler is not None and hasattr(self.handler, "on_connected"):
-            self.handler.on_connected()
-        else:
-            self.play_prompt(self.engine.greeting_for(self.line_id))
-            if self.hold_seconds is not None:
-                self.engine.later(self.hold_seconds, _weakly(self._hold_over))
+        self.handler.on_connected()
+
+    def play_greeting(self):
+        """Play the line's greeting; a test call hangs up ``hold_seconds`` later."""
+        self.play_prompt(self.ctx.greeting_for(self.line_id))
+        if self.hold_seconds is not None:
+            self.ctx.later(self.hold_seconds, _weakly(self._hold_over))
 
     def _start_media(self):
-        port = self.engine.line_audio(self.line_id, self.channel)
-        line = self.engine.lines.get(self.line_id, {})
+        port = self.ctx.line_audio(self.line_id, self.channel)
+        line = self.ctx.lines.get(self.line_id, {})
         self.media = CallMedia(port, self._recorder(), self._prompt_finished, self._media_failed,
                                dtmf_detector=DtmfDetector() if line.get("inband_dtmf") else None,
-                               on_dtmf=lambda digit: self.engine.post(self.dtmf, digit),
-                               gains=self.engine.software_gains(self.line_id))
-        self.engine.clock.attach(self.media)
+                               on_dtmf=lambda digit: self.ctx.post(self.dtmf, digit),
+                               gains=self.ctx.software_gains(self.line_id))
+        self.ctx.clock.attach(self.media)
 
     def _recorder(self):
-        mode = self.engine.config["settings"]["recording"]
+        mode = self.ctx.config["settings"]["recording"]
         if mode == "off" or self.role not in RECORDED_ROLES:
             return None
-        refusal = recording_refusal(self.engine.data_dir)
+        refusal = recording_refusal(self.ctx.data_dir)
         if refusal:  # the journal's disk must not fill up: the call goes on unrecorded, and says so
-            self.engine.journal.add_event(self.id, "recording_refused", reason=refusal)
+            self.ctx.journal.add_event(self.id, "recording_refused", reason=refusal)
             return None
-        return Recorder(os.path.join(self.engine.data_dir, self._recording_name()), stereo=mode == "stereo")
+        return Recorder(os.path.join(self.ctx.data_dir, self._recording_name()), stereo=mode == "stereo")
 
     # --- what the caller hears ----------------------------------------------------------
 
     def play_prompt(self, prompt_id):
         """Play a prompt in the call's language (falling back to the box's, then any)."""
-        prompt = resolve_prompt(self.engine.config, prompt_id, self.language)
+        prompt = resolve_prompt(self.ctx.config, prompt_id, self.language)
         if prompt is None:
-            self.engine.journal.add_event(self.id, "prompt_missing", prompt=prompt_id)
+            self.ctx.journal.add_event(self.id, "prompt_missing", prompt=prompt_id)
             self._prompt_done(prompt_id)
             return
-        self.play_file(prompt_path(self.engine.data_dir, prompt["language"], prompt["id"]), prompt["id"])
+        self.play_file(prompt_path(self.ctx.data_dir, prompt["language"], prompt["id"]), prompt["id"])
 
     def play_file(self, path, name):
         """Play a WAV file to the far end; the handler hears ``on_prompt_done`` at its end."""
@@ -133,17 +172,17 @@ class CallSession:
             self.media.play(Player(path))
         except (OSError, ValueError) as err:
             log.error("call %s: cannot play %s: %s", self.id, path, err)
-            self.engine.journal.add_event(self.id, "prompt_missing", prompt=name, error=str(err))
-            self.engine.post(self._prompt_done, name)
+            self.ctx.journal.add_event(self.id, "prompt_missing", prompt=name, error=str(err))
+            self.ctx.post(self._prompt_done, name)
             return
         self._playing = name
-        self.step = f"playing {name}"
-        self.engine.journal.add_event(self.id, "prompt", prompt=name, language=self.language)
+        self.set_state(CallState.PLAYING, name)
+        self.ctx.journal.add_event(self.id, "prompt", prompt=name, language=self.language)
         self._publish("call.step")
 
     def say(self, text):
         """Speak ``text`` (made by espeak-ng off the loop); False when it is not ready yet."""
-        path = self.engine.phrases.get(self.language, text)
+        path = self.ctx.phrases.get(self.language, text)
         if path is None:
             return False
         self.play_file(path, "announcement")
@@ -151,15 +190,15 @@ class CallSession:
 
     def hold_music(self, prompt_id=None):
         """Music on hold between prompts until a prompt or a bridge takes over."""
-        path = (prompt_path(self.engine.data_dir, *self._prompt_key(prompt_id)) if prompt_id
-                else music_path(self.engine.data_dir))
+        path = (prompt_path(self.ctx.data_dir, *self._prompt_key(prompt_id)) if prompt_id
+                else music_path(self.ctx.data_dir))
         try:
             self.media.hold = LoopPlayer(path)
         except (OSError, ValueError) as err:
             log.error("call %s: no music on hold (%s)", self.id, err)
 
     def _prompt_key(self, prompt_id):
-        prompt = resolve_prompt(self.engine.config, prompt_id, self.language)
+        prompt = resolve_prompt(self.ctx.config, prompt_id, self.language)
         return (prompt["language"], prompt["id"]) if prompt else (self.language, prompt_id)
 
     def announce_position(self, position, seconds, callback_key):
@@ -174,17 +213,18 @@ class CallSession:
         other.media.stop_prompt()
         bridge(self.media, other.media)
         self.peer, other.peer = other, self
-        self.step = other.step = "talking"
-        self.engine.journal.add_event(self.id, "bridged", call=other.id)
-        self.engine.journal.add_event(other.id, "bridged", call=self.id)
+        self.set_state(CallState.TALKING)
+        other.set_state(CallState.TALKING)
+        self.ctx.journal.add_event(self.id, "bridged", call=other.id)
+        self.ctx.journal.add_event(other.id, "bridged", call=self.id)
         self._publish("call.step")
 
     def start_voicemail(self, max_seconds):
         """Record what the caller says into a message of its own, for at most ``max_seconds``."""
         name = os.path.join("voicemail", time.strftime("%Y/%m", time.gmtime()), f"message-{self.id}.wav")
-        self._voicemail = Recorder(os.path.join(self.engine.data_dir, name))
+        self._voicemail = Recorder(os.path.join(self.ctx.data_dir, name))
         self.media.taps.append(self._voicemail)
-        self.step = "leaving a message"
+        self.set_state(CallState.LEAVING_MESSAGE)
         self._publish("call.step")
         return name
 
@@ -196,7 +236,7 @@ class CallSession:
         if self.media is not None and recorder in self.media.taps:
             self.media.taps.remove(recorder)
         path = recorder.finish()
-        return os.path.relpath(path, self.engine.data_dir), round(recorder.seconds, 2)
+        return os.path.relpath(path, self.ctx.data_dir), round(recorder.seconds, 2)
 
     # --- what the caller does ---------------------------------------------------------
 
@@ -204,18 +244,16 @@ class CallSession:
         """The far end pressed a key."""
         if self.ended:
             return
-        self.engine.journal.add_digit(self.id, digit)
+        self.ctx.journal.add_digit(self.id, digit)
         self._publish("call.dtmf", digit=digit)
-        if self.handler is not None and hasattr(self.handler, "on_dtmf"):
-            self.handler.on_dtmf(digit)
+        self.handler.on_dtmf(digit)
 
     def ended_on_line(self, cause, outcome=None):
         """The line reports the call over; ``cause`` is remote, local, or a failure."""
         if self.ended:
             return
-        self.ended = True
-        if self.handler is not None and hasattr(self.handler, "on_ended"):
-            self.handler.on_ended()
+        self.state = CallState.ENDED  # the last step stays on display
+        self.handler.on_ended()
         recording = self.recording = self._stop_media()
         if self.peer is not None and not self.peer.ended:
             self.peer.hang_up("the other side hung up")
@@ -223,9 +261,9 @@ class CallSession:
         outcome = outcome or self.outcome or self._outcome(cause)
         self.outcome = outcome
         talk = round(time.monotonic() - self.answered, 2) if self.answered is not None else None
-        self.engine.journal.end_call(self.id, outcome, ended_by, talk_seconds=talk, recording=recording)
+        self.ctx.journal.end_call(self.id, outcome, ended_by, talk_seconds=talk, recording=recording)
         self._publish("call.ended", outcome=outcome, ended_by=ended_by, talk_seconds=talk, recording=recording)
-        self.engine.forget_call(self)
+        self.ctx.forget_call(self)
 
     def _outcome(self, cause):
         if self.answered is not None:
@@ -242,7 +280,7 @@ class CallSession:
         """The box ends the call."""
         if self.ended:
             return
-        self.engine.journal.add_event(self.id, "hangup", reason=reason)
+        self.ctx.journal.add_event(self.id, "hangup", reason=reason)
         self._command("hangup", lambda leg: leg.hangup())
 
     @property
@@ -251,7 +289,7 @@ class CallSession:
         return (self.line_id, self.channel)
 
     def _command(self, name, action):
-        self.engine.line_command(self.line_id, name, action, channel=self.channel)
+        self.ctx.line_command(self.line_id, name, action, channel=self.channel)
 
     def snapshot(self):
         """The call as the dashboard shows it."""
@@ -264,48 +302,47 @@ class CallSession:
         }
 
     def _prompt_finished(self, player):
-        self.engine.post(self._prompt_done, os.path.basename(player.path)[:-4])
+        self.ctx.post(self._prompt_done, os.path.basename(player.path)[:-4])
 
     def _prompt_done(self, name):
         if self.ended:
             return
-        self.step = "listening"
-        self.engine.journal.add_event(self.id, "prompt_end", prompt=name)
+        self.set_state(CallState.LISTENING)
+        self.ctx.journal.add_event(self.id, "prompt_end", prompt=name)
         self._publish("call.step")
-        if self.handler is not None and hasattr(self.handler, "on_prompt_done"):
-            self.handler.on_prompt_done()
+        self.handler.on_prompt_done()
 
     def _media_failed(self, error):
-        self.engine.post(self._media_lost, error)
+        self.ctx.post(self._media_lost, error)
 
     def _media_lost(self, error):
-        self.engine.journal.add_event(self.id, "audio_lost", error=error)
+        self.ctx.journal.add_event(self.id, "audio_lost", error=error)
         self.hang_up("audio path lost")
 
     def _answer_overdue(self):
-        if not self.ended and self.answered is None and self.direction == "in":
-            self.engine.journal.add_event(self.id, "answer_failed", reason="no connection after answering")
+        if self.state.before_answer and self.direction == "in":
+            self.ctx.journal.add_event(self.id, "answer_failed", reason="no connection after answering")
             self.hang_up("answer timed out")
             self.ended_on_line("answer failed", outcome="failed")
 
     def _too_long(self):
-        if not self.ended and self.answered is not None:
+        if self.state.up:
             self.hang_up("maximum call length reached")
 
     def _stop_media(self):
         if self.media is None:
             return None
-        self.engine.clock.detach(self.media)
+        self.ctx.clock.detach(self.media)
         unbridge(self.media)
         self.stop_voicemail_if_any()
         if self.media.recorder is None:
             return None
         path = self.media.recorder.finish()
-        return os.path.relpath(path, self.engine.data_dir)
+        return os.path.relpath(path, self.ctx.data_dir)
 
     def stop_voicemail_if_any(self):
         """Finish a message the caller was leaving when the call ended."""
-        if self._voicemail is not None and self.handler is not None and hasattr(self.handler, "voicemail_done"):
+        if self._voicemail is not None:
             self.handler.voicemail_done()
 
     def _recording_name(self):
@@ -313,7 +350,20 @@ class CallSession:
         return os.path.join("recordings", day, f"call-{self.id}.wav")
 
     def _publish(self, kind, **extra):
-        self.engine.publish({"type": kind, "call": self.snapshot(), **extra})
+        self.ctx.publish({"type": kind, "call": self.snapshot(), **extra})
+
+
+class GreetingHandler(CallHandler):
+    """What a leg without a handler does: play the line's greeting once it is up (a test call, no flow)."""
+
+    def __init__(self, session):
+        self._session = weakref.ref(session)  # no cycle: a session's timers hold it only weakly
+
+    def on_connected(self):
+        """The call is up: the greeting plays."""
+        session = self._session()
+        if session is not None:
+            session.play_greeting()
 
 
 def _weakly(method):

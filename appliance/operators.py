@@ -5,12 +5,26 @@ The board is owned by the engine's loop thread. An operator outside their shift 
 from their own phone). After a call they stay in ``wrap-up`` for their wrap-up time.
 """
 import datetime
+import enum
 import random
 import time
 
 from . import schedule
 
-READY, PAUSED, RINGING, ON_CALL, WRAP_UP, OFFLINE = "ready", "paused", "ringing", "on call", "wrap-up", "offline"
+
+class OperatorState(enum.StrEnum):
+    """An operator's state; the value is the text the dashboard, the events and the SMS show."""
+
+    READY = "ready"
+    PAUSED = "paused"
+    RINGING = "ringing"
+    ON_CALL = "on call"
+    WRAP_UP = "wrap-up"
+    OFFLINE = "offline"
+
+
+READY, PAUSED, RINGING = OperatorState.READY, OperatorState.PAUSED, OperatorState.RINGING
+ON_CALL, WRAP_UP, OFFLINE = OperatorState.ON_CALL, OperatorState.WRAP_UP, OperatorState.OFFLINE
 SMS_COMMANDS = {"PAUSE": PAUSED, "READY": READY, "STATUS": None}
 
 
@@ -43,7 +57,7 @@ class Operator:
     def snapshot(self, now, default_tz):
         """The operator as the dashboard shows them."""
         return {"id": self.id, "name": self.config["name"], "number": self.config["number"],
-                "groups": self.config["groups"], "state": self.state(now, default_tz),
+                "groups": self.config["groups"], "state": self.state(now, default_tz).value,
                 "calls_taken": self.calls_taken}
 
 

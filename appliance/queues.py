@@ -14,7 +14,9 @@ import math
 import time
 
 from .calls import CallSession
+from .handlers import CallHandler
 from .media import RINGBACK, Tone
+from .states import AttemptState, CallState, LegState
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +61,53 @@ class QueueEntry:
         return time.monotonic() - self.joined
 
 
-class RingAttempt:
+class RingAttempt(CallHandler):
     """One operator's phone rung for one queue entry: dial, confirm, hand over."""
 
     def __init__(self, manager, entry, operator, line_id):
         self.manager = manager
+        self.ctx = ctx = manager.ctx
         self.entry = entry
         self.operator = operator
-        self.accepted = False
-        self.over = False
+        self.state = AttemptState.DIALLING
         self.prompts_played = 0
-        engine = manager.engine
+        self.bridged_with = None  # the caller's leg once the two are joined
         parent = entry.session.id if entry.session is not None else entry.task.get("call_id")
-        self.session = CallSession(engine, line_id, callee=operator.config["number"], direction="out",
+        self.session = CallSession(ctx, line_id, callee=operator.config["number"], direction="out",
                                    role="operator", parent_id=parent, handler=self)
-        engine.journal.set_call(self.session.id, operator=operator.id, queue=entry.queue["id"])
+        ctx.journal.set_call(self.session.id, operator=operator.id, queue=entry.queue["id"])
         self.session.dial(None)
-        engine.later(entry.queue["ring_timeout"], self._ring_timeout)
+        ctx.later(entry.queue["ring_timeout"], self._ring_timeout)
+
+    @property
+    def accepted(self):
+        """Whether the operator took the caller."""
+        return self.state.accepted
+
+    @property
+    def over(self):
+        """Whether nothing more comes of this attempt."""
+        return self.state.over
+
+    def _move(self, state):
+        if not self.state.can_move(state):
+            log.warning("ring attempt for %s: %s -> %s refused", self.operator.id, self.state.name, state.name)
+            return False
+        self.state = state
+        return True
 
     def on_connected(self):
         """The operator picked up: ask them to accept (a phone that needs no confirmation takes the caller)."""
+        if self.state is not AttemptState.DIALLING:
+            return  # cancelled while the phone was being picked up: its hang-up is on its way
         if not self.operator.config.get("confirm", True):
-            self.accepted = True
+            self._move(AttemptState.ACCEPTED)
             self.manager.accepted(self)
             return
-        self.session.step = "asking to accept"
+        self._move(AttemptState.ASKING)
+        self.session.set_state(CallState.ASKING_TO_ACCEPT)
         self._ask()
-        self.manager.engine.later(ACCEPT_SECONDS, self._accept_timeout)
+        self.ctx.later(ACCEPT_SECONDS, self._accept_timeout)
 
     def _ask(self):
         self.prompts_played += 1
@@ -93,15 +115,15 @@ class RingAttempt:
 
     def on_prompt_done(self):
         """Repeat the question a few times while waiting for the key."""
-        if not self.accepted and not self.over and self.prompts_played < ACCEPT_PROMPT_REPEATS:
+        if self.state.undecided and self.prompts_played < ACCEPT_PROMPT_REPEATS:
             self._ask()
 
     def on_dtmf(self, digit):
         """1 accepts; any other key refuses."""
-        if self.accepted or self.over:
+        if not self.state.undecided:
             return
         if digit == ACCEPT_KEY:
-            self.accepted = True
+            self._move(AttemptState.ACCEPTED)
             self.session.media.stop_prompt()
             self.manager.accepted(self)
         else:
@@ -109,89 +131,109 @@ class RingAttempt:
 
     def on_ended(self):
         """The operator's leg ended (they hung up, were busy, did not answer...)."""
-        if self.accepted:
-            self.over = True
+        if self.state is AttemptState.ACCEPTED:
+            self._move(AttemptState.FINISHED)
             self.manager.leg_ended(self)
-        elif not self.over:
-            self.over = True
-            if self.session.answered is not None:
+        elif self.state.undecided:
+            if self.state is AttemptState.ASKING:
                 self.session.outcome = "refused"  # picked up, then hung up without pressing 1
+            self._move(AttemptState.MISSED)
             self.manager.attempt_over(self, self.session.outcome or "not reached")
 
     def cancel(self, reason):
         """Stop ringing (another operator took the caller, or the caller left)."""
         if not self.over:
-            self.over = True
+            self._move(AttemptState.CANCELLED)
             self.session.outcome = "cancelled"
             self.session.hang_up(reason)
-            self.manager.engine.operators.released(self.operator.id, talked=False)
+            self.ctx.operators.released(self.operator.id, talked=False)
 
     def _ring_timeout(self):
-        if not self.over and self.session.answered is None:
+        if self.state is AttemptState.DIALLING:
             self._give_up("no answer")
 
     def _accept_timeout(self):
-        if not self.over and not self.accepted:
+        if self.state.undecided:
             self._give_up("not accepted")
 
     def _give_up(self, outcome):
         self.session.outcome = outcome
-        self.over = True
+        self._move(AttemptState.MISSED)
         self.session.hang_up(outcome)
         self.manager.attempt_over(self, outcome)
 
 
-class CallbackDial:
+class OutgoingLeg(CallHandler):
+    """A leg the box dials to join a caller; ``state`` (a ``LegState``) says whether it was reached."""
+
+    state = LegState.DIALLING
+
+    def on_connected(self):
+        """The far end picked up."""
+        self.state = LegState.CONNECTED
+        self.connected()
+
+    def on_ended(self):
+        """The leg's call is over: after a conversation, or without reaching anyone."""
+        self.state = self.state.after_end()
+        self.finished()
+
+    def connected(self):
+        """What the leg does once it is up."""
+
+    def finished(self):
+        """What the leg does once it is over (``state`` says whether it was reached)."""
+
+    def _timeout(self):
+        if self.state is LegState.DIALLING:
+            self.timed_out()
+
+    def timed_out(self):
+        """Nobody picked up in time: hang up."""
+        self.session.hang_up("no answer")
+
+
+class CallbackDial(OutgoingLeg):
     """The second half of a call-back: the operator accepted, now the box dials the caller."""
 
     def __init__(self, manager, entry, attempt, line_id):
         self.manager = manager
+        self.ctx = ctx = manager.ctx
         self.entry = entry
         self.attempt = attempt
-        engine = manager.engine
-        self.session = CallSession(engine, line_id, callee=entry.task["number"], direction="out",
+        self.session = CallSession(ctx, line_id, callee=entry.task["number"], direction="out",
                                    role="callback", parent_id=attempt.session.id, handler=self)
-        engine.journal.set_call(self.session.id, queue=entry.queue["id"], operator=attempt.operator.id)
+        ctx.journal.set_call(self.session.id, queue=entry.queue["id"], operator=attempt.operator.id)
         self.session.dial(None)
-        engine.later(entry.queue["ring_timeout"] + 10, self._timeout)
+        ctx.later(entry.queue["ring_timeout"] + 10, self._timeout)
 
-    def on_connected(self):
+    def connected(self):
         """The caller picked up: join them to the waiting operator."""
         if self.attempt.session.ended:
             self.session.hang_up("the operator left")
             return
         self.manager.join_call(self.session, self.attempt, self.entry)
 
-    def on_dtmf(self, digit):
-        """Keys from the called-back caller mean nothing here."""
-
-    def on_prompt_done(self):
-        """No prompts are played on this leg before the bridge."""
-
-    def on_ended(self):
+    def finished(self):
         """The caller's leg ended: a conversation, or an attempt that did not reach them."""
         self.manager.callback_leg_ended(self)
 
-    def _timeout(self):
-        if self.session.answered is None and not self.session.ended:
-            self.session.hang_up("no answer")
 
-
-class ForwardLeg:
+class ForwardLeg(OutgoingLeg):
     """A caller forwarded to a number: dialled over a free line, bridged when it answers."""
 
-    def __init__(self, engine, caller_session, number, line_id, timeout, on_failed):
-        self.engine = engine
+    def __init__(self, ctx, caller_session, number, line_id, timeout, on_failed):
+        self.ctx = ctx
         self.caller_session = caller_session
         self.on_failed = on_failed
-        self.session = CallSession(engine, line_id, callee=number, direction="out", role="forward",
+        self.session = CallSession(ctx, line_id, callee=number, direction="out", role="forward",
                                    parent_id=caller_session.id, handler=self)
-        engine.journal.add_event(caller_session.id, "forward", number=number, line=line_id)
+        ctx.journal.add_event(caller_session.id, "forward", number=number, line=line_id)
         caller_session.media.hold = Tone(**RINGBACK)  # the caller hears the number ring
         self.session.dial(None)
-        engine.later(timeout, self._timeout)
+        ctx.later(timeout, self._timeout)
 
-    def on_connected(self):
+    def connected(self):
         """The number answered: join the caller."""
         if self.caller_session.ended:
             self.session.hang_up("the caller hung up")
@@ -199,25 +241,25 @@ class ForwardLeg:
         self.caller_session.outcome = "forwarded"
         self.caller_session.bridge_with(self.session)
 
-    def on_ended(self):
+    def finished(self):
         """Not reached: back to the flow; after a conversation the caller's leg ends too."""
-        if self.session.answered is None and not self.caller_session.ended:
+        if self.state is LegState.NOT_REACHED and not self.caller_session.ended:
             self.caller_session.media.hold = None
-            self.engine.journal.add_event(self.caller_session.id, "forward_failed",
+            self.ctx.journal.add_event(self.caller_session.id, "forward_failed",
                                           reason=self.session.outcome or "not answered")
             self.on_failed()
 
-    def _timeout(self):
-        if self.session.answered is None and not self.session.ended:
-            self.session.outcome = "no answer"
-            self.session.hang_up("no answer")
+    def timed_out(self):
+        """Nobody answered in time: the forward failed."""
+        self.session.outcome = "no answer"
+        self.session.hang_up("no answer")
 
 
 class QueueManager:
     """Every queue's waiting callers and the operators being rung for them."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, ctx):
+        self.ctx = ctx
         self.entries = []
         self.tasks_in_progress = set()  # call-back tasks whose operator leg is up
 
@@ -231,12 +273,12 @@ class QueueManager:
             return None
         entry = QueueEntry(queue, session=session, on_leave=on_leave)
         self.entries.append(entry)
-        self.engine.journal.set_call(session.id, queue=queue_id)
-        self.engine.journal.add_event(session.id, "queue_join", queue=queue_id, position=self.position(entry))
+        self.ctx.journal.set_call(session.id, queue=queue_id)
+        self.ctx.journal.add_event(session.id, "queue_join", queue=queue_id, position=self.position(entry))
         session.hold_music(queue.get("moh"))
-        self.engine.later(queue["max_wait"], self._max_wait, entry)
+        self.ctx.later(queue["max_wait"], self._max_wait, entry)
         if queue["announce_every"]:
-            self.engine.later(min(5.0, queue["announce_every"]), self._announce, entry)
+            self.ctx.later(min(5.0, queue["announce_every"]), self._announce, entry)
         self.dispatch()
         return entry
 
@@ -283,8 +325,8 @@ class QueueManager:
 
     def _ring_for(self, entry):
         queue = entry.queue
-        board = self.engine.operators
-        tz = self.engine.timezone
+        board = self.ctx.operators
+        tz = self.ctx.timezone
         candidates = board.candidates(queue["groups"], tz, exclude=entry.tried)
         if not candidates:
             self._new_round_later(entry)
@@ -292,28 +334,28 @@ class QueueManager:
         for operator in board.order(queue["id"], queue["strategy"], candidates):
             if not self._lines_for(entry):
                 return  # no line to reach an operator: the caller keeps waiting
-            line_id = self.engine.free_line(operator.config["number"])
+            line_id = self.ctx.free_line(operator.config["number"])
             if line_id is None:
                 continue  # no free line reaches this operator (a SIP phone needs a SIP line): try the next
             board.remember(queue["id"], operator.id)
             board.ringing(operator.id)
             entry.tried.add(operator.id)
             entry.attempts.append(RingAttempt(self, entry, operator, line_id))
-            self.engine.journal.add_event(self._call_id(entry), "operator_rung", operator=operator.id, line=line_id)
+            self.ctx.journal.add_event(self._call_id(entry), "operator_rung", operator=operator.id, line=line_id)
             if queue["strategy"] != "ring_all":
                 return
 
     def _lines_for(self, entry):
         """A call-back needs two free lines (operator, then one that reaches the caller); a waiting caller one."""
         if entry.task is None:
-            return self.engine.free_line_count() >= 1
-        return self.engine.free_line_count() >= 2 and self.engine.free_line(entry.number) is not None
+            return self.ctx.free_line_count() >= 1
+        return self.ctx.free_line_count() >= 2 and self.ctx.free_line(entry.number) is not None
 
     def _new_round_later(self, entry):
         """Everyone was tried: after the queue's pause, start again from the top."""
         if entry.tried and entry.round_over_at is None:
             entry.round_over_at = time.monotonic()
-            self.engine.later(entry.queue["retry_pause"], self._new_round, entry)
+            self.ctx.later(entry.queue["retry_pause"], self._new_round, entry)
 
     def _new_round(self, entry):
         entry.tried.clear()
@@ -322,13 +364,13 @@ class QueueManager:
 
     def attempt_over(self, attempt, outcome):
         """An operator did not take the caller: note it and try the next one."""
-        self.engine.operators.released(attempt.operator.id, talked=False)
+        self.ctx.operators.released(attempt.operator.id, talked=False)
         if attempt.session.answered is None or outcome in ("refused", "not accepted"):
             call_id = self._call_id(attempt.entry)
             if call_id is not None:
-                self.engine.journal.add_event(call_id, "operator_missed", operator=attempt.operator.id,
+                self.ctx.journal.add_event(call_id, "operator_missed", operator=attempt.operator.id,
                                               outcome=outcome)
-        self.engine.later(0.2, self.dispatch)
+        self.ctx.later(0.2, self.dispatch)
 
     def accepted(self, attempt):
         """An operator pressed 1: hand them the caller, stop ringing the others."""
@@ -342,7 +384,7 @@ class QueueManager:
             return
         entry.done = True
         self.entries.remove(entry)
-        self.engine.operators.connected(attempt.operator.id)
+        self.ctx.operators.connected(attempt.operator.id)
         if entry.session is not None:
             self.join_call(entry.session, attempt, entry)
         else:
@@ -351,7 +393,7 @@ class QueueManager:
             self._dial_back(entry, attempt)
 
     def _dial_back(self, entry, attempt):
-        line_id = self.engine.free_line(entry.number)
+        line_id = self.ctx.free_line(entry.number)
         if line_id is None:
             attempt.session.hang_up("no free line for the call-back")
             self.tasks_in_progress.discard(entry.task["id"])
@@ -362,7 +404,7 @@ class QueueManager:
     def join_call(self, session, attempt, entry):
         """Bridge a caller (or a called-back caller) and the operator who accepted."""
         wait = round(entry.waited(), 2)
-        journal = self.engine.journal
+        journal = self.ctx.journal
         journal.set_call(session.id, operator=attempt.operator.id, queue=entry.queue["id"], wait_seconds=wait)
         journal.add_event(session.id, "operator_answered", operator=attempt.operator.id, wait_seconds=wait)
         session.bridge_with(attempt.session)
@@ -372,25 +414,25 @@ class QueueManager:
         closed = journal.close_callback(entry.number, "reached" if entry.task else "called again and answered",
                                         call_id=session.id)
         if closed is not None:
-            self.engine.notify("callback.done", {"number": entry.number, "task": closed, "call": session.id})
-        self.engine.publish({"type": "queue.answered", "queue": entry.queue["id"], "call": session.id,
+            self.ctx.notify("callback.done", {"number": entry.number, "task": closed, "call": session.id})
+        self.ctx.publish({"type": "queue.answered", "queue": entry.queue["id"], "call": session.id,
                              "operator": attempt.operator.id, "wait_seconds": wait})
-        self.engine.notify("call.answered", {"number": entry.number, "call": session.id, "queue": entry.queue["id"],
+        self.ctx.notify("call.answered", {"number": entry.number, "call": session.id, "queue": entry.queue["id"],
                                              "operator": attempt.operator.id, "wait_seconds": wait})
 
     def leg_ended(self, attempt):
         """The operator's side of a conversation ended: wrap-up starts, the caller is hung up."""
-        talked = attempt.session.answered is not None and getattr(attempt, "bridged_with", None) is not None
-        self.engine.operators.released(attempt.operator.id, talked=talked)
-        peer = getattr(attempt, "bridged_with", None)
+        peer = attempt.bridged_with
+        talked = attempt.session.answered is not None and peer is not None
+        self.ctx.operators.released(attempt.operator.id, talked=talked)
         if peer is not None and not peer.ended:
             peer.hang_up("the operator hung up")
-        self.engine.later(0.2, self.dispatch)
+        self.ctx.later(0.2, self.dispatch)
 
     def callback_leg_ended(self, dial):
         """The called-back caller's leg ended: done if they talked, else another attempt later."""
         self.tasks_in_progress.discard(dial.entry.task["id"])
-        if dial.session.answered is None:
+        if dial.state is LegState.NOT_REACHED:
             if not dial.attempt.session.ended:
                 dial.attempt.session.hang_up("the caller did not answer")
             self._callback_failed(dial.entry, dial.session.id)
@@ -398,12 +440,12 @@ class QueueManager:
             dial.attempt.session.hang_up("the caller hung up")
 
     def _callback_failed(self, entry, call_id):
-        settings = self.engine.config["settings"]
-        task = self.engine.journal.callback(entry.task["id"])
+        settings = self.ctx.config["settings"]
+        task = self.ctx.journal.callback(entry.task["id"])
         give_up = task["attempts"] + 1 >= settings["callback_retries"]
         retry_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
             minutes=settings["callback_retry_minutes"])
-        self.engine.journal.callback_attempt(task["id"], call_id, retry_at.isoformat(timespec="milliseconds"),
+        self.ctx.journal.callback_attempt(task["id"], call_id, retry_at.isoformat(timespec="milliseconds"),
                                              give_up)
 
     # --- waiting: announcements, limits ----------------------------------------------
@@ -412,11 +454,11 @@ class QueueManager:
         if entry.done or entry.session is None or entry.session.ended:
             return
         position = self.position(entry)
-        history = self.engine.journal.recent_waits(entry.queue["id"])
-        staffed = self.engine.operators.staffed(entry.queue["groups"], self.engine.timezone)
+        history = self.ctx.journal.recent_waits(entry.queue["id"])
+        staffed = self.ctx.operators.staffed(entry.queue["groups"], self.ctx.timezone)
         seconds = expected_wait(position, history, staffed)
         entry.session.announce_position(position, seconds, entry.queue.get("callback_key"))
-        self.engine.later(entry.queue["announce_every"], self._announce, entry)
+        self.ctx.later(entry.queue["announce_every"], self._announce, entry)
 
     def _max_wait(self, entry):
         if not entry.done:
@@ -430,8 +472,8 @@ class QueueManager:
             attempt.cancel(f"the caller left the queue ({reason})")
         if entry.session is not None:
             call_id = entry.session.id
-            self.engine.journal.set_call(call_id, wait_seconds=round(entry.waited(), 2))
-            self.engine.journal.add_event(call_id, "queue_leave", queue=entry.queue["id"], reason=reason)
+            self.ctx.journal.set_call(call_id, wait_seconds=round(entry.waited(), 2))
+            self.ctx.journal.add_event(call_id, "queue_leave", queue=entry.queue["id"], reason=reason)
         if reason == "callback":
             self._keep_turn(entry)
         if entry.on_leave is not None:
@@ -440,12 +482,12 @@ class QueueManager:
     def _keep_turn(self, entry):
         """The caller chose a call-back: the task takes their place in the queue."""
         session = entry.session
-        task_id, _ = self.engine.journal.open_callback(session.caller, "requested", line_id=session.line_id,
+        task_id, _ = self.ctx.journal.open_callback(session.caller, "requested", line_id=session.line_id,
                                                        queue=entry.queue["id"], call_id=session.id)
-        self.add_task(self.engine.journal.callback(task_id), entry.queue["id"], joined=entry.joined)
+        self.add_task(self.ctx.journal.callback(task_id), entry.queue["id"], joined=entry.joined)
 
     def _queue(self, queue_id):
-        return next(q for q in self.engine.config["queues"] if q["id"] == queue_id)
+        return next(q for q in self.ctx.config["queues"] if q["id"] == queue_id)
 
     @staticmethod
     def _call_id(entry):
