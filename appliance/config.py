@@ -6,48 +6,30 @@ start is reported with the field named and the last good copy is used instead. W
 configuration at all the box starts the embedded demo.
 """
 import copy
-import ipaddress
 import json
 import logging
 import os
-import re
-import zoneinfo
 
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from . import flows as flows_module
-from . import schedule
+from . import models, schedule
 from .errors import ConfigError
 from .files import write_atomically
+# The patterns and choices live in the leaf module validation.py and the defaults in
+# models.py; they are named here too, where the rest of the box has always found them.
+from .models import DEFAULT_EVENTS, DEFAULT_MODEM_PORTS, PHONE_BEHAVIOURS, SIP_KEYS  # noqa: F401
+from .validation import (HOST_NAME_PATTERN, ID_PATTERN, LANGUAGES, LINE_DRIVERS, NOTIFY_EVENTS,  # noqa: F401
+                         NUMBER_PATTERN, SIP_CODECS, SIP_URI_PATTERN, SIP_USER_PATTERN, STRATEGIES,
+                         VIRTUAL_MODELS, checked, dump, is_zone, text)
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 LAST_GOOD_FILE = "config.last-good.json"
-LANGUAGES = ("en", "bg", "uk", "ru")
-LINE_DRIVERS = ("auto", "sim800", "sim7600", "e1550", "ec25", "voicemodem", "sip")
-VIRTUAL_MODELS = ("sim800", "sim7600", "e1550", "ec25", "voicemodem")
-# How a virtual phone treats a call: see hardware/virtual/phones.py.
-PHONE_BEHAVIOURS = ("answer", "busy", "no answer", "reject", "voicemail", "refuse")
 SINGLE_SECTIONS = ("settings", "virtual", "notifications", "panel", "health")
 LIST_SECTIONS = ("lines", "operators", "prompts", "flows", "queues", "time_conditions", "campaigns", "blacklist")
-STRATEGIES = ("ring_all", "round_robin", "longest_idle", "fewest_calls", "random", "fixed_order")
-NOTIFY_EVENTS = ("call.started", "call.answered", "call.missed", "voicemail", "callback.done")
-DEFAULT_EVENTS = ("call.missed", "voicemail")
-# Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
-DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
-ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-NUMBER_PATTERN = re.compile(r"^\+?[0-9]{3,15}$")
-# sip:user@host[:port] as an operator's phone or a forwarding target (no parameters, no spaces;
-# UDP only, so no sips:).
-SIP_URI_PATTERN = re.compile(r"^sip:([A-Za-z0-9+._~-]+@)?[A-Za-z0-9.-]+(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}"
-                             r"|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$")
-SIP_USER_PATTERN = re.compile(r"^[A-Za-z0-9+._~-]{1,64}$")
-SIP_KEYS = ("bind", "sip_port", "rtp_port", "registrar", "username", "password", "auth_realm",
-            "reregister_seconds", "keepalive_seconds", "peers", "channels", "codecs", "dtmf")
-SIP_CODECS = ("PCMA", "PCMU", "G722", "opus")
-HOST_NAME_PATTERN = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 DEMO_DATES_SMS = ("Admissions 2026: applications 1-20 July, exams 25 July, results 5 August. "
                   "Прием 2026: документи 1-20 юли, изпити 25 юли, резултати 5 август.")
@@ -232,50 +214,71 @@ def _write_tables(path, document):
 
 
 # --- validation -------------------------------------------------------------------
+# Each item is checked against its model (appliance/models.py: types, ranges, defaults);
+# what follows here is what one item cannot know: references between sections, duplicate
+# ids, and the few rules that tie one field to another.
 
 
 def validate(document):
     """Return a checked copy of ``document``; raise ConfigError naming the first bad field."""
     if not isinstance(document, dict):
         raise ConfigError("(document)", "must be an object")
-    _no_unknown(document, "", SINGLE_SECTIONS + LIST_SECTIONS)
+    for key in document:
+        if key not in SINGLE_SECTIONS + LIST_SECTIONS:
+            raise ConfigError(key, "unknown field")
     document = copy.deepcopy(document)
     settings = _settings(_section(document, "settings", dict))
     prompts = _items(document, "prompts", _prompt)
     lines = _items(document, "lines", _line)
     _sip_ports_unique(lines)
     operators = _items(document, "operators", _operator)
-    prompt_ids = {prompt["id"] for prompt in prompts}
-    _refers(settings.get("greeting"), prompt_ids, "settings.greeting", "prompt")
-    conditions = _items(document, "time_conditions", _time_condition)
-    groups = {group for operator in operators for group in operator["groups"]}
-    queues = _items(document, "queues", lambda item, where: _queue(item, where, groups, prompt_ids | {"accept"}))
+    refs = _references(document, settings, prompts, operators)
+    queues = refs["queue_items"]
+    flows = _items(document, "flows", lambda item, where: flows_module.validate_flow(item, where, refs))
+    _line_references(settings, lines, refs, {flow["id"] for flow in flows})
+    line_ids = {line["id"] for line in lines}
+    flow_ids = {flow["id"] for flow in flows}
+    campaigns = _items(document, "campaigns", lambda item, where: _campaign(item, where, line_ids, flow_ids))
+    return {"settings": settings, "lines": lines, "operators": operators, "prompts": prompts,
+            "time_conditions": refs["condition_items"], "queues": queues, "flows": flows, "campaigns": campaigns,
+            "blacklist": _blacklist(_section(document, "blacklist", list)),
+            "notifications": _notifications(_section(document, "notifications", dict)),
+            "virtual": _virtual(document.get("virtual", {}), line_ids),
+            "panel": _panel(_section(document, "panel", dict), lines, refs["conditions"]),
+            "health": dump(checked(models.Health, _section(document, "health", dict), "health"))}
+
+
+def _settings(settings):
+    settings = dump(checked(models.Settings, settings, "settings"))
+    if not is_zone(settings["timezone"]):
+        raise ConfigError("settings.timezone", f"unknown time zone {settings['timezone']!r}")
+    return settings
+
+
+def _references(document, settings, prompts, operators):
+    """The ids flows and lines may name; time conditions and queues are checked on the way."""
     from .prompts import SYSTEM_PROMPTS  # prompts imports this module
 
-    refs = {"prompts": prompt_ids | set(SYSTEM_PROMPTS), "queues": {q["id"] for q in queues}, "languages": set(LANGUAGES),
-            "conditions": {c["id"] for c in conditions}}
-    flows = _items(document, "flows", lambda item, where: flows_module.validate_flow(item, where, refs))
-    flow_ids = {flow["id"] for flow in flows}
+    prompt_ids = {prompt["id"] for prompt in prompts}
+    _refers(settings.get("greeting"), prompt_ids, "settings.greeting", "prompt")
+    conditions = _items(document, "time_conditions", schedule.validate_time_condition)
+    groups = {group for operator in operators for group in operator["groups"]}
+    queues = _items(document, "queues", lambda item, where: _queue(item, where, groups, prompt_ids | {"accept"}))
+    return {"prompts": prompt_ids | set(SYSTEM_PROMPTS), "queues": {q["id"] for q in queues},
+            "languages": set(LANGUAGES), "conditions": {c["id"] for c in conditions}, "prompt_ids": prompt_ids,
+            "queue_items": queues, "condition_items": conditions}
+
+
+def _line_references(settings, lines, refs, flow_ids):
     _refers(settings.get("callback_hours"), refs["conditions"], "settings.callback_hours", "time condition")
     for i, line in enumerate(lines):
-        _refers(line.get("greeting"), prompt_ids, f"lines[{i}].greeting", "prompt")
+        _refers(line.get("greeting"), refs["prompt_ids"], f"lines[{i}].greeting", "prompt")
         _refers(line.get("flow"), flow_ids, f"lines[{i}].flow", "flow")
-    line_ids = {line["id"] for line in lines}
-    campaigns = _items(document, "campaigns", lambda item, where: _campaign(item, where, line_ids, flow_ids))
-    blacklist = _blacklist(_section(document, "blacklist", list))
-    notifications = _notifications(_section(document, "notifications", dict))
-    virtual = _virtual(document.get("virtual", {}), line_ids)
-    panel = _panel(_section(document, "panel", dict), lines, refs["conditions"])
-    health = _health(_section(document, "health", dict))
-    return {"settings": settings, "lines": lines, "operators": operators, "prompts": prompts,
-            "time_conditions": conditions, "queues": queues, "flows": flows, "campaigns": campaigns,
-            "blacklist": blacklist, "notifications": notifications, "virtual": virtual,
-            "panel": panel, "health": health}
 
 
 def warnings(document):
     """What a valid configuration should still get a look: unreachable IVR nodes, overlapping campaigns."""
-    found = [text for flow in document["flows"] for text in flows_module.flow_warnings(flow)]
+    found = [warning for flow in document["flows"] for warning in flows_module.flow_warnings(flow)]
     return found + schedule.campaign_overlaps(document["campaigns"])
 
 
@@ -301,121 +304,18 @@ def _items(document, name, check, key_field="id", prefix=""):
     return items
 
 
-def _settings(settings):
-    _no_unknown(settings, "settings", ("box_name", "language", "timezone", "max_call_seconds", "greeting",
-                                       "modem_poll_seconds", "modem_ports", "recording", "recording_format",
-                                       "retention_days", "min_free_mb", "anonymous", "callback_retries",
-                                       "callback_retry_minutes", "callback_hours", "missed_sms",
-                                       "operator_sms_commands"))
-    _call_settings(settings)
-    _text(settings, "settings", "box_name", required=True)
-    _choice(settings, "settings", "language", LANGUAGES)
-    _text(settings, "settings", "timezone", required=True)
-    try:
-        zoneinfo.ZoneInfo(settings["timezone"])
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-        raise ConfigError("settings.timezone", f"unknown time zone {settings['timezone']!r}") from err
-    _integer(settings, "settings", "max_call_seconds", 10, 86400)
-    settings.setdefault("modem_poll_seconds", 30)
-    _integer(settings, "settings", "modem_poll_seconds", 1, 3600)
-    settings.setdefault("modem_ports", list(DEFAULT_MODEM_PORTS))
-    ports = settings["modem_ports"]
-    if not isinstance(ports, list) or not all(isinstance(p, str) and p.strip() for p in ports):
-        raise ConfigError("settings.modem_ports", "must be a list of port patterns such as /dev/ttyUSB*")
-    return settings
-
-
 def _line(line, where):
-    if isinstance(line, dict) and line.get("driver") == "sip":
-        return _sip_line(line, where)
-    _no_unknown(line, where, ("id", "name", "driver", "port", "audio_port", "enabled", "greeting", "pin",
-                              "microphone_gain", "speaker_gain", "power", "balance_ussd",
-                              "balance_check_hours", "low_balance", "imei", "iccid", "sms_mode", "volte",
-                              "flow", "inbound", "outbound", "rings"))
-    _line_common(line, where)
-    bound = _binding(line, where)
-    _text(line, where, "port", required=not bound)
+    line = dump(checked(models.LINE, line, where))
+    if line["driver"] == "sip":
+        _sip_registration(line, where)
+        return line
+    bound = "imei" in line or "iccid" in line
+    if not bound and line.get("port") is None:
+        raise ConfigError(f"{where}.port", "required")
     # A voice modem (driver "voicemodem") streams its audio on its one port.
-    _text(line, where, "audio_port", required=not bound and line.get("driver") != "voicemodem")
-    if "rings" in line:
-        _integer(line, where, "rings", 1, 15)  # rings before an analog line answers (default 2)
-    if "pin" in line and not (isinstance(line["pin"], str) and re.fullmatch(r"\d{4,8}", line["pin"])):
-        raise ConfigError(f"{where}.pin", "must be 4 to 8 digits, in quotes")
-    for key in ("microphone_gain", "speaker_gain"):
-        if key in line:
-            _integer(line, where, key, 0, 100)
-    if "power" in line:
-        _power(line["power"], f"{where}.power")
-    if "balance_ussd" in line and not re.fullmatch(r"[*#][0-9*#]{1,30}", str(line["balance_ussd"])):
-        raise ConfigError(f"{where}.balance_ussd", "must be a USSD code such as *100#")
-    if "balance_check_hours" in line:
-        _integer(line, where, "balance_check_hours", 0, 24 * 31)
-    if "sms_mode" in line:
-        _choice(line, where, "sms_mode", ("pdu", "text"))
-    if "volte" in line and not isinstance(line["volte"], bool):
-        raise ConfigError(f"{where}.volte", "must be true or false")
-    low = line.get("low_balance")
-    if low is not None and (isinstance(low, bool) or not isinstance(low, (int, float))):
-        raise ConfigError(f"{where}.low_balance", "must be an amount such as 5 or 2.50")
-
-
-def _line_common(line, where):
-    """What every line has: id, name, driver, enabled, calls in and out."""
-    for key in ("inbound", "outbound", "enabled"):
-        line.setdefault(key, True)
-        if not isinstance(line[key], bool):
-            raise ConfigError(f"{where}.{key}", "must be true or false")
-    _identifier(line, where)
-    _text(line, where, "name")
-    _choice(line, where, "driver", LINE_DRIVERS)
-
-
-def _sip_line(line, where):
-    """A SIP line: a trunk that registers to a provider, or calls from listed peers without registration."""
-    _no_unknown(line, where, ("id", "name", "driver", "enabled", "greeting", "flow", "inbound", "outbound")
-                + SIP_KEYS)
-    _line_common(line, where)
-    line.setdefault("bind", "0.0.0.0")
-    if not _is_ip(line["bind"]):
-        raise ConfigError(f"{where}.bind", "must be an IP address such as 0.0.0.0 or 127.0.0.1")
-    for key, default in (("sip_port", 5060), ("rtp_port", 4000)):
-        line.setdefault(key, default)
-        _integer(line, where, key, 0, 65535)  # 0: any free port (hotline status shows which)
-    for key, default, low, high in (("reregister_seconds", 300, 30, 86400), ("keepalive_seconds", 15, 0, 600),
-                                    ("channels", 4, 1, 64)):
-        line.setdefault(key, default)
-        _integer(line, where, key, low, high)
-    _sip_registration(line, where)
-    line.setdefault("peers", [])
-    peers = line["peers"]
-    if not isinstance(peers, list) or not all(_is_peer(p) for p in peers):
-        raise ConfigError(f"{where}.peers", "must be a list of hosts or networks such as 192.168.1.10 or "
-                                            "192.168.1.0/24")
-    line.setdefault("codecs", list(SIP_CODECS))
-    codecs = line["codecs"]
-    if not isinstance(codecs, list) or not codecs or not all(c in SIP_CODECS for c in codecs):
-        raise ConfigError(f"{where}.codecs", f"must be a list of {', '.join(SIP_CODECS)}")
-    line.setdefault("dtmf", "rfc2833")
-    _choice(line, where, "dtmf", ("rfc2833", "info"))
-
-
-def _is_ip(value):
-    try:
-        ipaddress.ip_address(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _is_peer(value):
-    """A host name, an IP address or a network (192.168.1.0/24)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return bool(HOST_NAME_PATTERN.match(value))
-    return True
+    if not bound and line["driver"] != "voicemodem" and line.get("audio_port") is None:
+        raise ConfigError(f"{where}.audio_port", "required")
+    return line
 
 
 def _sip_ports_unique(lines):
@@ -431,7 +331,7 @@ def _sip_ports_unique(lines):
 
 
 def _sip_registration(line, where):
-    if "registrar" not in line:
+    if line.get("registrar") is None:
         for key in ("username", "password", "auth_realm"):
             if key in line:
                 raise ConfigError(f"{where}.{key}", "needs a registrar to register to")
@@ -439,91 +339,34 @@ def _sip_registration(line, where):
     if not (isinstance(line["registrar"], str) and SIP_URI_PATTERN.match(line["registrar"])):
         raise ConfigError(f"{where}.registrar", "must be a SIP URI such as sip:sip.provider.example (UDP: no sips:)")
     for key in ("username", "password"):
-        _text(line, where, key, required=True)
+        text(line, where, key, required=True)
     if not SIP_USER_PATTERN.match(line["username"]):
         raise ConfigError(f"{where}.username", "must be letters, digits and + . _ ~ - only, as the provider gave it")
-    line.setdefault("auth_realm", "*")
-    _text(line, where, "auth_realm")
-
-
-def _binding(line, where):
-    """Whether the line is bound to its modem by IMEI or SIM ICCID rather than by port."""
-    for key, pattern in (("imei", r"\d{15}"), ("iccid", r"\d{18,22}")):
-        if key in line and not (isinstance(line[key], str) and re.fullmatch(pattern, line[key])):
-            raise ConfigError(f"{where}.{key}", f"must be the {key.upper()} digits, in quotes")
-    return "imei" in line or "iccid" in line
-
-
-def _power(power, where):
-    if not isinstance(power, dict):
-        raise ConfigError(where, "must be an object")
-    _choice(power, where, "kind", ("gpio", "usb", "virtual"))
-    known = {"gpio": ("kind", "pin", "reset_pin", "active_high", "pulse_seconds"), "usb": ("kind", "device"),
-             "virtual": ("kind",)}[power["kind"]]
-    _no_unknown(power, where, known)
-    if power["kind"] == "gpio":
-        _integer(power, where, "pin", 0, 27)
-        if "reset_pin" in power:
-            _integer(power, where, "reset_pin", 0, 27)
-    # /dev/hotline/<model>-<port>-usb is the udev rules' stable link; the bus number is not stable.
-    if power["kind"] == "usb" and not str(power.get("device", "")).startswith(("/dev/bus/usb/", "/dev/hotline/")):
-        raise ConfigError(f"{where}.device", "must be a USB device node such as /dev/hotline/sim7600-1.2-usb "
-                                             "or /dev/bus/usb/001/004")
+    line.setdefault("auth_realm", "*")  # any realm the provider names: the default only a registrar needs
+    text(line, where, "auth_realm")
 
 
 def _operator(operator, where):
-    _no_unknown(operator, where, ("id", "name", "number", "groups", "shift", "wrap_up_seconds", "enabled",
-                                  "confirm"))
-    _identifier(operator, where)
-    _text(operator, where, "name", required=True)
-    _number_or_uri(operator, where, "number")
-    # A mobile must confirm with 1 (its voicemail would take the call); a SIP phone on a desk need not.
-    operator.setdefault("confirm", not operator["number"].startswith(("sip:", "sips:")))
-    if not isinstance(operator["confirm"], bool):
-        raise ConfigError(f"{where}.confirm", "must be true or false")
-    operator.setdefault("groups", [])
-    groups = operator["groups"]
-    if not isinstance(groups, list) or not all(isinstance(g, str) and ID_PATTERN.match(g) for g in groups):
-        raise ConfigError(f"{where}.groups", "must be a list of group names such as bachelor")
-    if "shift" in operator:
+    shift = operator.get("shift")
+    operator = dump(checked(models.Operator, operator, where))
+    if operator.get("confirm") is None:  # a mobile confirms with 1; a SIP phone on a desk need not
+        operator["confirm"] = not operator["number"].startswith(("sip:", "sips:"))
+    if shift is not None:
         operator["shift"] = schedule.validate_time_condition(
-            dict(operator["shift"], id=operator["id"]) if isinstance(operator["shift"], dict) else operator["shift"],
-            f"{where}.shift")
-    operator.setdefault("wrap_up_seconds", 0)
-    _integer(operator, where, "wrap_up_seconds", 0, 600)
-    operator.setdefault("enabled", True)
-    if not isinstance(operator["enabled"], bool):
-        raise ConfigError(f"{where}.enabled", "must be true or false")
-
-
-def _time_condition(condition, where):
-    return schedule.validate_time_condition(condition, where)
+            dict(shift, id=operator["id"]) if isinstance(shift, dict) else shift, f"{where}.shift")
+    return operator
 
 
 def _queue(queue, where, groups, prompt_ids):
-    _no_unknown(queue, where, ("id", "name", "groups", "strategy", "ring_timeout", "max_wait", "max_length",
-                               "announce_every", "moh", "callback_key", "accept_prompt", "service_level_seconds",
-                               "retry_pause"))
-    _identifier(queue, where)
-    _text(queue, where, "name")
-    wanted = queue.get("groups")
-    if not isinstance(wanted, list) or not wanted:
+    queue = dump(checked(models.Queue, queue, where))
+    if not queue["groups"]:
         raise ConfigError(f"{where}.groups", "must list at least one operator group")
-    for i, group in enumerate(wanted):
-        if group not in groups:
+    for i, group in enumerate(queue["groups"]):
+        if not isinstance(group, str) or group not in groups:
             raise ConfigError(f"{where}.groups[{i}]", f"no operator is in group {group!r}")
-    queue.setdefault("strategy", "ring_all")
-    _choice(queue, where, "strategy", STRATEGIES)
-    for key, default, low, high in (("ring_timeout", 20, 5, 120), ("max_wait", 300, 10, 3600),
-                                    ("max_length", 20, 1, 500), ("announce_every", 30, 0, 600),
-                                    ("service_level_seconds", 20, 1, 600), ("retry_pause", 2, 0, 60)):
-        queue.setdefault(key, default)
-        _integer(queue, where, key, low, high)
     for key in ("moh", "accept_prompt"):
         _refers(queue.get(key), prompt_ids, f"{where}.{key}", "prompt")
-    key = queue.setdefault("callback_key", "")
-    if not (isinstance(key, str) and re.fullmatch(r"[0-9*#]?", key)):
-        raise ConfigError(f"{where}.callback_key", "must be one key (0-9, * or #), or empty for none")
+    return queue
 
 
 def _campaign(campaign, where, line_ids, flow_ids):
@@ -538,57 +381,12 @@ def _blacklist(entries):
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ConfigError(f"blacklist[{i}]", "must be an object such as {\"number\": \"+359888123456\"}")
-        _no_unknown(entry, f"blacklist[{i}]", ("number", "note"))
-        if not (isinstance(entry.get("number"), str) and re.fullmatch(r"\+?[0-9]{3,15}\*?", entry["number"])):
-            raise ConfigError(f"blacklist[{i}].number", "must be a number, or a prefix ending in * (+7900*)")
+        entries[i] = dump(checked(models.BlacklistEntry, entry, f"blacklist[{i}]"))
     return entries
 
 
-def _call_settings(settings):
-    for key, default, choices in (("recording", "mono", ("mono", "stereo", "off")),
-                                  ("recording_format", "ogg", ("wav", "flac", "ogg", "mp3")),
-                                  ("anonymous", "allow", ("allow", "block"))):
-        settings.setdefault(key, default)
-        _choice(settings, "settings", key, choices)
-    for key, default, low, high in (("retention_days", 0, 0, 3650), ("min_free_mb", 200, 0, 1_000_000),
-                                    ("callback_retries", 3, 0, 20), ("callback_retry_minutes", 30, 1, 1440)):
-        settings.setdefault(key, default)
-        _integer(settings, "settings", key, low, high)
-    if settings.get("callback_hours") is not None:
-        _refers_later(settings, "callback_hours")
-    if "missed_sms" in settings:
-        _text(settings, "settings", "missed_sms")
-    settings.setdefault("operator_sms_commands", True)
-    if not isinstance(settings["operator_sms_commands"], bool):
-        raise ConfigError("settings.operator_sms_commands", "must be true or false")
-
-
-def _refers_later(settings, key):
-    if not isinstance(settings[key], str) or not ID_PATTERN.match(settings[key]):
-        raise ConfigError(f"settings.{key}", "must be the id of a time condition")
-
-
 def _notifications(notifications):
-    _no_unknown(notifications, "notifications", ("email", "webhooks", "sms_to", "email_to", "events",
-                                                 "webhook_secret"))
-    for key in ("sms_to", "email_to", "webhooks", "events"):
-        if not isinstance(notifications.setdefault(key, [] if key != "events" else list(DEFAULT_EVENTS)), list):
-            raise ConfigError(f"notifications.{key}", "must be a list")
-    for i, number in enumerate(notifications["sms_to"]):
-        if not isinstance(number, str) or not NUMBER_PATTERN.match(number):
-            raise ConfigError(f"notifications.sms_to[{i}]", "must be a phone number such as +359888123456")
-    for i, address in enumerate(notifications["email_to"]):
-        if not (isinstance(address, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", address)):
-            raise ConfigError(f"notifications.email_to[{i}]", "must be an e-mail address")
-    for i, url in enumerate(notifications["webhooks"]):
-        if not (isinstance(url, str) and re.match(r"https?://[^\s]+$", url)):
-            raise ConfigError(f"notifications.webhooks[{i}]", "must be an http:// or https:// URL")
-    events = notifications["events"]
-    for i, event in enumerate(events):
-        if event not in NOTIFY_EVENTS:
-            raise ConfigError(f"notifications.events[{i}]", f"must be one of {', '.join(NOTIFY_EVENTS)}")
-    if "email" in notifications:
-        _smtp(notifications["email"], "notifications.email")
+    notifications = dump(checked(models.Notifications, notifications, "notifications"))
     secret = notifications.get("webhook_secret")
     if secret not in (None, "") and not isinstance(secret, str):
         raise ConfigError("notifications.webhook_secret", "must be text (a long random phrase)")
@@ -597,34 +395,21 @@ def _notifications(notifications):
     return notifications
 
 
-def _smtp(smtp, where):
-    if not isinstance(smtp, dict):
-        raise ConfigError(where, "must be an object")
-    _no_unknown(smtp, where, ("host", "port", "username", "password", "starttls", "from"))
-    _text(smtp, where, "host", required=True)
-    smtp.setdefault("port", 25)
-    _integer(smtp, where, "port", 1, 65535)
-    _text(smtp, where, "from", required=True)
-
-
 def _prompt(prompt, where):
     """A prompt is spoken from ``text``, or was uploaded (``source: upload``) and converted to its WAV."""
-    _no_unknown(prompt, where, ("id", "language", "text", "source", "file_name"))
-    _identifier(prompt, where)
-    _choice(prompt, where, "language", LANGUAGES)
-    prompt.setdefault("source", "text")
-    _choice(prompt, where, "source", ("text", "upload"))
-    _text(prompt, where, "text", required=prompt["source"] == "text")
-    _text(prompt, where, "file_name")
+    prompt = dump(checked(models.Prompt, prompt, where))
+    text(prompt, where, "text", required=prompt["source"] == "text")
+    return prompt
 
 
 def _virtual(virtual, line_ids):
     if not isinstance(virtual, dict):
         raise ConfigError("virtual", "must be an object")
-    _no_unknown(virtual, "virtual", ("modems", "phones"))
+    checked(models.Virtual, virtual, "virtual")
     modems = _items(virtual, "modems", lambda item, where: _modem(item, where, line_ids),
                     key_field="line", prefix="virtual.")
-    phones = _items(virtual, "phones", _phone, key_field="number", prefix="virtual.")
+    phones = _items(virtual, "phones", lambda item, where: dump(checked(models.VirtualPhone, item, where)),
+                    key_field="number", prefix="virtual.")
     numbers = [item["number"] for item in modems + phones]
     for number in numbers:
         if numbers.count(number) > 1:
@@ -633,58 +418,20 @@ def _virtual(virtual, line_ids):
 
 
 def _modem(modem, where, line_ids):
-    _no_unknown(modem, where, ("line", "model", "number", "pin", "imei"))
-    if "line" not in modem:
-        raise ConfigError(f"{where}.line", "required")
+    modem = dump(checked(models.VirtualModem, modem, where))
     _refers(modem["line"], line_ids, f"{where}.line", "line")
-    _choice(modem, where, "model", VIRTUAL_MODELS)
-    _number(modem, where, "number")
-
-
-def _phone(phone, where):
-    _no_unknown(phone, where, ("number", "name", "answer_after", "behaviour", "accept_key", "accept_after"))
-    phone.setdefault("behaviour", "answer")
-    _choice(phone, where, "behaviour", PHONE_BEHAVIOURS)
-    phone.setdefault("accept_key", "1")
-    if not (isinstance(phone["accept_key"], str) and re.fullmatch(r"[0-9*#]?", phone["accept_key"])):
-        raise ConfigError(f"{where}.accept_key", "must be one key (0-9, * or #), or empty for none")
-    phone.setdefault("accept_after", 1.0)
-    value = phone["accept_after"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
-        raise ConfigError(f"{where}.accept_after", "must be a number of seconds from 0 to 60")
-    _number(phone, where, "number")
-    _text(phone, where, "name")
-    phone.setdefault("answer_after", 1.0)
-    value = phone["answer_after"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
-        raise ConfigError(f"{where}.answer_after", "must be a number of seconds from 0 to 60")
+    return modem
 
 
 def _panel(panel, lines, condition_ids):
-    """The front panel (appliance issue): off unless enabled; pins default to hardware/pins.md's map."""
-    from firmware.panel import DEFAULT_PIN_MAP, HOLD_SECONDS
-
-    _no_unknown(panel, "panel", ("enabled", "status_led", "line_leds", "button", "buzzer", "closed_switch",
-                                 "hold_seconds"))
-    panel.setdefault("enabled", False)
-    if not isinstance(panel["enabled"], bool):
-        raise ConfigError("panel.enabled", "must be true or false")
-    for key in ("status_led", "line_leds", "button", "buzzer"):
-        panel.setdefault(key, copy.deepcopy(DEFAULT_PIN_MAP[key]))
-    _integer(panel, "panel", "status_led", 0, 27)
-    if not isinstance(panel["line_leds"], list):
-        raise ConfigError("panel.line_leds", "must be a list of GPIO numbers, one per line")
+    """The front panel: the model's pins, each used once, none a modem's power key."""
+    panel = dump(checked(models.Panel, panel, "panel"))
     for i, pin in enumerate(panel["line_leds"]):
         if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= 27:
             raise ConfigError(f"panel.line_leds[{i}]", "must be a whole number from 0 to 27")
-    for key in ("button", "buzzer"):
-        if panel[key] is not None:
-            _integer(panel, "panel", key, 0, 27)
-    panel.setdefault("hold_seconds", int(HOLD_SECONDS))
-    _integer(panel, "panel", "hold_seconds", 2, 60)
     _refers(panel.get("closed_switch"), condition_ids, "panel.closed_switch", "time condition")
-    pins = [panel["status_led"], *panel["line_leds"], panel["button"], panel["buzzer"]]
-    pins = [pin for pin in pins if pin is not None]
+    pins = [pin for pin in (panel["status_led"], *panel["line_leds"], panel["button"], panel["buzzer"])
+            if pin is not None]
     for pin in pins:
         if pins.count(pin) > 1:
             raise ConfigError("panel", f"GPIO {pin} is used twice")
@@ -695,66 +442,6 @@ def _panel(panel, lines, condition_ids):
     return panel
 
 
-def _health(health):
-    """Health thresholds and notifications (appliance issue); every field has a default."""
-    from .health import DEFAULTS
-
-    _no_unknown(health, "health", tuple(DEFAULTS))
-    for key, value in DEFAULTS.items():
-        health.setdefault(key, value)
-    for key, low, high in (("check_seconds", 5, 3600), ("disk_warning_mb", 0, 1_000_000),
-                           ("temperature_warning", 40, 110), ("signal_warning_dbm", -130, -50)):
-        _integer(health, "health", key, low, high)
-    if not isinstance(health["notify"], bool):
-        raise ConfigError("health.notify", "must be true or false")
-    _choice(health, "health", "set_clock", ("auto", "on", "off"))
-    return health
-
-
-def _no_unknown(item, where, known):
-    for key in item:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}" if where else key, "unknown field")
-
-
-def _identifier(item, where):
-    value = item.get("id")
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise ConfigError(f"{where}.id", "required: lower-case letters, digits, - or _, starting with a letter")
-
-
-def _text(item, where, key, required=False):
-    value = item.get(key)
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}.{key}", "required" if value is None else "must be non-empty text")
-
-
-def _choice(item, where, key, choices):
-    if item.get(key) not in choices:
-        raise ConfigError(f"{where}.{key}", f"must be one of {', '.join(choices)}")
-
-
-def _integer(item, where, key, low, high):
-    value = item.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key}", f"must be a whole number from {low} to {high}")
-
-
-def _number(item, where, key):
-    value = item.get(key)
-    if not isinstance(value, str) or not NUMBER_PATTERN.match(value):
-        raise ConfigError(f"{where}.{key}", "must be a phone number such as +359888123456")
-
-
-def _number_or_uri(item, where, key):
-    value = item.get(key)
-    if not isinstance(value, str) or not (NUMBER_PATTERN.match(value) or SIP_URI_PATTERN.match(value)):
-        raise ConfigError(f"{where}.{key}", "must be a phone number such as +359888123456 or a SIP URI such as "
-                                            "sip:alice@192.168.1.20")
-
-
 def _refers(value, known, field, kind):
-    if value is not None and value not in known:
+    if value is not None and (not isinstance(value, str) or value not in known):
         raise ConfigError(field, f"no {kind} {value!r}")

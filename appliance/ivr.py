@@ -1,15 +1,17 @@
 """The IVR interpreter: walks a caller through a flow's nodes.
 
-A ``FlowRun`` belongs to one call and holds its own copy of the flow, so a flow changed
-in the configuration applies to new calls while calls in progress finish on the flow
-they started with. It runs on the engine's loop thread; a timer it set is ignored when
+A ``FlowRun`` belongs to one call and holds its own typed copy of the flow's nodes
+(flows.py: defaults filled in by the models), so a flow changed in the configuration
+applies to new calls while calls in progress finish on the flow they started with.
+It runs on the engine's loop thread; a timer it set is ignored when
 the caller has moved on since (each wait has a token).
 """
-import copy
 import datetime
 import logging
 
 from . import schedule
+from .flows import typed_nodes
+from .handlers import CallHandler
 from .prompts import beep_path
 
 log = logging.getLogger(__name__)
@@ -18,13 +20,14 @@ MAX_STEPS = 200  # a guard beyond validation: no call walks more nodes than this
 GOODBYE_PAUSE = 0.5
 
 
-class FlowRun:
+class FlowRun(CallHandler):
     """One caller's way through one flow."""
 
-    def __init__(self, engine, session, flow, campaign=None):
-        self.engine = engine
+    def __init__(self, ctx, session, flow, campaign=None):
+        self.ctx = ctx
         self.session = session
-        self.flow = copy.deepcopy(flow)
+        self.flow_id, self.start = flow["id"], flow["start"]
+        self.nodes = typed_nodes(flow)
         self.campaign = campaign
         self.node_id = None
         self.node = None
@@ -41,13 +44,13 @@ class FlowRun:
 
     def on_connected(self):
         """The call is answered: start at the flow's first node."""
-        self.engine.journal.set_call(self.session.id, flow=self.flow["id"], language=self.session.language,
+        self.ctx.journal.set_call(self.session.id, flow=self.flow_id, language=self.session.language,
                                      campaign=self.campaign)
-        self.goto(self.flow["start"])
+        self.goto(self.start)
 
     def on_dtmf(self, digit):
         """A key from the caller, for the node in progress."""
-        handler = getattr(self, f"_key_{self.node['type']}", None) if self.node else None
+        handler = getattr(self, f"_key_{self.node.type}", None) if self.node else None
         if handler is None:
             self.buffer += digit
         else:
@@ -62,7 +65,7 @@ class FlowRun:
     def on_ended(self):
         """The caller hung up: leave the queue, keep a message they were leaving."""
         if self.entry is not None:
-            self.engine.queues.caller_left(self.entry)
+            self.ctx.queues.caller_left(self.entry)
         if self._voicemail is not None:
             self.voicemail_done()
         if self.session.outcome is None:
@@ -79,16 +82,16 @@ class FlowRun:
             self._finish()
             return
         self._token += 1
-        self.node_id, self.node = node_id, self.flow["nodes"][node_id]
+        self.node_id, self.node = node_id, self.nodes[node_id]
         self.tries = 0
-        self.session.step = f"{self.node['type']} {node_id}"
-        self.engine.journal.add_event(self.session.id, "ivr", node=node_id, type=self.node["type"])
-        getattr(self, f"_enter_{self.node['type']}")()
+        self.session.step = f"{self.node.type} {node_id}"
+        self.ctx.journal.add_event(self.session.id, "ivr", node=node_id, type=self.node.type)
+        getattr(self, f"_enter_{self.node.type}")()
         self._type_ahead(node_id)
 
     def _type_ahead(self, node_id):
         """Keys pressed before this node asked for them (during a prompt) go to it now."""
-        handler = getattr(self, f"_key_{self.node['type']}", None)
+        handler = getattr(self, f"_key_{self.node.type}", None)
         while handler is not None and self.buffer and self.node_id == node_id and not self.session.ended:
             digit, self.buffer = self.buffer[0], self.buffer[1:]
             handler(digit)
@@ -109,7 +112,7 @@ class FlowRun:
             if token == self._token and not self.session.ended:
                 action()
 
-        self.engine.later(seconds, fire)
+        self.ctx.later(seconds, fire)
 
     def _finish(self):
         if self.session.outcome is None:
@@ -119,10 +122,10 @@ class FlowRun:
     # --- play, hang up -------------------------------------------------------------------
 
     def _enter_play(self):
-        self._after_prompt(self.node["prompt"], lambda: self.goto(self.node["next"]))
+        self._after_prompt(self.node.prompt, lambda: self.goto(self.node.next))
 
     def _enter_hangup(self):
-        self._after_prompt(self.node.get("prompt"), lambda: self._wait(GOODBYE_PAUSE, self._finish))
+        self._after_prompt(self.node.prompt, lambda: self._wait(GOODBYE_PAUSE, self._finish))
 
     # --- menu --------------------------------------------------------------------------------
 
@@ -131,27 +134,27 @@ class FlowRun:
 
     def _ask_menu(self):
         self._token += 1
-        self._after_prompt(self.node.get("prompt"), lambda: self._wait(self.node.get("timeout", 5), self._menu_timeout))
+        self._after_prompt(self.node.prompt, lambda: self._wait(self.node.timeout, self._menu_timeout))
 
     def _key_menu(self, digit):
-        target = self.node["options"].get(digit)
+        target = self.node.options.get(digit)
         self.session.media.stop_prompt()
         self._waiting_for = None
         if target is not None:
-            self.engine.journal.add_event(self.session.id, "menu_choice", node=self.node_id, key=digit)
+            self.ctx.journal.add_event(self.session.id, "menu_choice", node=self.node_id, key=digit)
             self.goto(target)
             return
-        self.engine.journal.add_event(self.session.id, "menu_invalid", node=self.node_id, key=digit)
-        self._retry_menu(self.node.get("invalid_prompt") or "invalid")
+        self.ctx.journal.add_event(self.session.id, "menu_invalid", node=self.node_id, key=digit)
+        self._retry_menu(self.node.invalid_prompt or "invalid")
 
     def _menu_timeout(self):
-        self.engine.journal.add_event(self.session.id, "menu_timeout", node=self.node_id)
+        self.ctx.journal.add_event(self.session.id, "menu_timeout", node=self.node_id)
         self._retry_menu(None)
 
     def _retry_menu(self, prompt_id):
         self.tries += 1
-        if self.tries > self.node.get("retries", 2):
-            self.goto(self.node.get("default"))
+        if self.tries > self.node.retries:
+            self.goto(self.node.default)
             return
         self._token += 1
         self._after_prompt(prompt_id, self._ask_menu)
@@ -160,90 +163,90 @@ class FlowRun:
 
     def _enter_collect(self):
         self.collected = ""
-        self._after_prompt(self.node.get("prompt"), self._collect_wait)
+        self._after_prompt(self.node.prompt, self._collect_wait)
 
     def _collect_wait(self):
         self._token += 1
-        self._wait(self.node.get("timeout", 8), self._collect_timeout)
+        self._wait(self.node.timeout, self._collect_timeout)
 
     def _key_collect(self, digit):
         self.session.media.stop_prompt()
         self._waiting_for = None
-        if digit == self.node.get("terminator", "#"):
+        if digit == self.node.terminator:
             self._collect_done()
             return
         self.collected += digit
-        if len(self.collected) >= self.node.get("max", 16):
+        if len(self.collected) >= self.node.max:
             self._collect_done()
         else:
             self._collect_wait()
 
     def _collect_timeout(self):
-        if self.collected and len(self.collected) >= self.node.get("min", 1):
+        if self.collected and len(self.collected) >= self.node.min:
             self._collect_done()
         else:
-            self.goto(self.node.get("timeout_next"))
+            self.goto(self.node.timeout_next)
 
     def _collect_done(self):
-        if len(self.collected) < self.node.get("min", 1):
+        if len(self.collected) < self.node.min:
             self.tries += 1
             self.collected = ""
             if self.tries > 2:
-                self.goto(self.node.get("timeout_next"))
+                self.goto(self.node.timeout_next)
             else:
-                self._after_prompt("invalid", lambda: self._after_prompt(self.node.get("prompt"), self._collect_wait))
+                self._after_prompt("invalid", lambda: self._after_prompt(self.node.prompt, self._collect_wait))
             return
-        self.engine.journal.set_collected(self.session.id, self.node["field"], self.collected)
-        self.goto(self.node["next"])
+        self.ctx.journal.set_collected(self.session.id, self.node.field, self.collected)
+        self.goto(self.node.next)
 
     # --- language ------------------------------------------------------------------------------
 
     def _enter_language(self):
-        self._after_prompt(self.node.get("prompt"),
-                           lambda: self._wait(self.node.get("timeout", 5), lambda: self.goto(self.node["next"])))
+        self._after_prompt(self.node.prompt,
+                           lambda: self._wait(self.node.timeout, lambda: self.goto(self.node.next)))
 
     def _key_language(self, digit):
-        language = self.node["options"].get(digit)
+        language = self.node.options.get(digit)
         if language is None:
             return
         self.session.media.stop_prompt()
         self._waiting_for = None
         self.session.language = language
-        self.engine.journal.set_call(self.session.id, language=language)
-        self.engine.journal.add_event(self.session.id, "language", language=language)
-        self.goto(self.node["next"])
+        self.ctx.journal.set_call(self.session.id, language=language)
+        self.ctx.journal.add_event(self.session.id, "language", language=language)
+        self.goto(self.node.next)
 
     # --- time condition ---------------------------------------------------------------------
 
     def _enter_time(self):
-        condition = self.engine.time_condition(self.node["condition"])
+        condition = self.ctx.time_condition(self.node.condition)
         now = datetime.datetime.now(datetime.timezone.utc)
-        trusted = self.engine.clock_trusted()
+        trusted = self.ctx.clock_trusted()
         # On a clock not yet set (a Pi without network or NITZ), callers are let in rather than
         # told the line is closed by a date in 1970; the manual closed switch still works.
-        is_open = schedule.is_open(condition, now, self.engine.timezone) if trusted else not condition["closed"]
-        self.engine.journal.add_event(self.session.id, "time_condition", condition=self.node["condition"],
+        is_open = schedule.is_open(condition, now, self.ctx.timezone) if trusted else not condition["closed"]
+        self.ctx.journal.add_event(self.session.id, "time_condition", condition=self.node.condition,
                                       open=is_open, clock_trusted=trusted)
         if not is_open:
             self.session.outcome = "closed"
-        self.goto(self.node["open"] if is_open else self.node["closed"])
+        self.goto(self.node.open if is_open else self.node.closed)
 
     # --- queue ---------------------------------------------------------------------------------
 
     def _enter_queue(self):
         self.session.outcome = None
-        self.entry = self.engine.queues.join(self.session, self.node["queue"], self._left_queue)
+        self.entry = self.ctx.queues.join(self.session, self.node.queue, self._left_queue)
 
     def _key_queue(self, digit):
         if self.entry is not None:
-            self.engine.queues.caller_key(self.entry, digit)
+            self.ctx.queues.caller_key(self.entry, digit)
 
     def _left_queue(self, reason):
         """The caller left the queue unanswered: overflow, full, or they asked for a call-back."""
         self.entry = None
         if reason == "abandoned":
             self.session.outcome = "abandoned"
-            self.engine.missed_caller(self.session, "abandoned")
+            self.ctx.missed_caller(self.session, "abandoned")
             return
         if reason == "callback":
             self.session.outcome = "call-back"
@@ -251,9 +254,9 @@ class FlowRun:
             self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
             return
         self.session.media.hold = None
-        self.engine.missed_caller(self.session, reason)  # nobody took them: they get a call back
-        if self.node.get("overflow"):
-            self.goto(self.node["overflow"])
+        self.ctx.missed_caller(self.session, reason)  # nobody took them: they get a call back
+        if self.node.overflow:
+            self.goto(self.node.overflow)
             return
         self.session.outcome = "call-back"
         self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
@@ -261,15 +264,15 @@ class FlowRun:
     # --- voicemail -------------------------------------------------------------------------
 
     def _enter_voicemail(self):
-        self._after_prompt(self.node.get("prompt") or "voicemail", self._beep)
+        self._after_prompt(self.node.prompt or "voicemail", self._beep)
 
     def _beep(self):
         self._waiting_for = self._record_message
-        self.session.play_file(beep_path(self.engine.data_dir), "beep")
+        self.session.play_file(beep_path(self.ctx.data_dir), "beep")
 
     def _record_message(self):
-        self._voicemail = self.session.start_voicemail(self.node.get("max_seconds", 60))
-        self._wait(self.node.get("max_seconds", 60), self._message_over)
+        self._voicemail = self.session.start_voicemail(self.node.max_seconds)
+        self._wait(self.node.max_seconds, self._message_over)
 
     def _key_voicemail(self, digit):
         if digit == "#" and self._voicemail is not None:
@@ -277,7 +280,7 @@ class FlowRun:
 
     def _message_over(self):
         self.voicemail_done()
-        self.goto(self.node.get("next"))
+        self.goto(self.node.next)
 
     def voicemail_done(self):
         """Keep the message: journal, notification with the recording attached."""
@@ -289,19 +292,19 @@ class FlowRun:
             return
         path, seconds = finished
         self.session.outcome = "voicemail"
-        self.engine.voicemail_left(self.session, path, seconds)
+        self.ctx.voicemail_left(self.session, path, seconds)
 
     # --- call-back, forward, SMS ---------------------------------------------------------------
 
     def _enter_callback(self):
-        self.engine.missed_caller(self.session, "closed" if self.session.outcome == "closed" else "requested")
+        self.ctx.missed_caller(self.session, "closed" if self.session.outcome == "closed" else "requested")
         self.session.outcome = "call-back"
-        self._after_prompt(self.node.get("prompt") or "callback_confirm", lambda: self.goto(self.node.get("next")))
+        self._after_prompt(self.node.prompt or "callback_confirm", lambda: self.goto(self.node.next))
 
     def _enter_forward(self):
-        self.engine.forward(self.session, self.node["number"], self.node.get("timeout", 30),
-                            on_failed=lambda: self.goto(self.node.get("next")))
+        self.ctx.forward(self.session, self.node.number, self.node.timeout,
+                         on_failed=lambda: self.goto(self.node.next))
 
     def _enter_sms(self):
-        self.engine.send_info_sms(self.session, self.node["text"])
-        self._after_prompt(self.node.get("prompt"), lambda: self.goto(self.node["next"]))
+        self.ctx.send_info_sms(self.session, self.node.text)
+        self._after_prompt(self.node.prompt, lambda: self.goto(self.node.next))

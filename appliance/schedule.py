@@ -13,9 +13,8 @@ import datetime as dt
 import re
 import zoneinfo
 
-# A module reference, not ``from .config import ...``: config imports this module too.
-from . import config
 from .errors import ConfigError
+from .validation import ID_PATTERN, identifier, no_unknown, text
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIME_CONDITION_FIELDS = ("id", "name", "timezone", "weekly", "holidays", "exceptions", "closed", "open")
@@ -33,9 +32,9 @@ UTC = dt.timezone.utc
 def validate_time_condition(tc, where):
     """Return a normalised copy of time condition ``tc``; raise ConfigError naming the bad field."""
     _object(tc, where)
-    config._no_unknown(tc, where, TIME_CONDITION_FIELDS)
-    config._identifier(tc, where)
-    config._text(tc, where, "name")
+    no_unknown(tc, where, TIME_CONDITION_FIELDS)
+    identifier(tc, where)
+    text(tc, where, "name")
     result = {key: tc[key] for key in ("id", "name") if tc.get(key) is not None}
     if tc.get("timezone") is not None:  # absent: the box's zone, which may change later
         result["timezone"] = _timezone(tc["timezone"], _at(where, "timezone"))
@@ -91,7 +90,7 @@ def _holiday(item, where):
         return _date(item, where)
     if not isinstance(item, dict):
         raise ConfigError(where, 'must be a date such as 2026-12-24 or {"from": ..., "to": ...}')
-    config._no_unknown(item, where, ("from", "to"))
+    no_unknown(item, where, ("from", "to"))
     first, last = _date(item.get("from"), f"{where}.from"), _date(item.get("to"), f"{where}.to")
     if last < first:  # ISO dates order as text
         raise ConfigError(f"{where}.to", f"must not be before from ({first})")
@@ -111,7 +110,7 @@ def _exceptions(items, where):
 
 def _exception(item, where):
     _object(item, where)
-    config._no_unknown(item, where, ("date", "hours"))
+    no_unknown(item, where, ("date", "hours"))
     if "hours" not in item:
         raise ConfigError(f"{where}.hours", "required; an empty list means closed all day")
     return {"date": _date(item.get("date"), f"{where}.date"),
@@ -132,10 +131,10 @@ def _timezone(name, where):
 def validate_campaign(c, where):
     """Return a normalised copy of campaign ``c``; raise ConfigError naming the bad field."""
     _object(c, where)
-    config._no_unknown(c, where, CAMPAIGN_FIELDS)
-    config._identifier(c, where)
-    config._text(c, where, "name")
-    config._text(c, where, "flow")
+    no_unknown(c, where, CAMPAIGN_FIELDS)
+    identifier(c, where)
+    text(c, where, "name")
+    text(c, where, "flow")
     start, end = _date(c.get("start"), _at(where, "start")), _date(c.get("end"), _at(where, "end"))
     if end < start:
         raise ConfigError(_at(where, "end"), f"must not be before start ({start})")
@@ -147,7 +146,7 @@ def validate_campaign(c, where):
 def _line_ids(c, where):
     lines = _list(c, where, "lines")
     for i, line in enumerate(lines):
-        if not (isinstance(line, str) and config.ID_PATTERN.match(line)):
+        if not (isinstance(line, str) and ID_PATTERN.match(line)):
             raise ConfigError(f"{where}.lines[{i}]", "must be a line id such as gsm1")
     return list(lines)
 
