@@ -44,9 +44,6 @@ FIELD_LABELS = {
 TARGET_FIELDS = ("open", "closed", "next", "default", "timeout_next", "overflow")
 PROMPT_FIELDS = ("prompt", "invalid_prompt")
 INTEGER_FIELDS = ("min", "max", "timeout", "retries", "max_seconds")
-# Targets the engine requires (appliance/flows.py _required_targets); shown as required inputs.
-REQUIRED_TARGETS = {"play": ("next",), "collect": ("next",), "language": ("next",), "time": ("open", "closed"),
-                    "sms": ("next",)}
 TERMINATORS = (("#", "#"), ("*", "*"), ("none", _l("none: wait for the time-out")))
 BLANK_OPTION_ROWS = 3  # empty key rows on a form, so keys can be added without JavaScript
 LANGUAGE_NAMES = {"en": "English", "bg": "Български", "uk": "Українська", "ru": "Русский"}
@@ -491,7 +488,7 @@ def fields_of(kind):
 
 def required_fields(kind):
     """Fields the engine refuses to do without for ``kind``."""
-    return set(REQUIRED_FIELDS.get(kind, ())) | set(REQUIRED_TARGETS.get(kind, ()))
+    return set(REQUIRED_FIELDS[kind])  # read off the node's model (appliance/flows.py)
 
 
 def _form_values(node):

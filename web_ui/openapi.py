@@ -3,15 +3,19 @@
 web_ui/api.py checks requests with the same constants this module describes, so the
 document and the server cannot drift apart on a limit or a pattern.
 """
-from appliance import contacts, reports
+from pydantic import TypeAdapter
+
+from appliance import contacts, reports, validation
 from appliance.accounts import ROLES
 from appliance.config import LIST_SECTIONS, SINGLE_SECTIONS
+from appliance.flows import Flow
+from appliance.models import SECTION_MODELS
 
 API_VERSION = "1.0.0"
 PREFIX = "/api/v1"
 
-NUMBER_PATTERN = r"^\+?[0-9]{3,15}$"
-ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"  # line, operator and queue ids (appliance.config.ID_PATTERN)
+NUMBER_PATTERN = validation.NUMBER_PATTERN.pattern
+ID_PATTERN = validation.ID_PATTERN.pattern  # line, operator and queue ids
 DIGITS_PATTERN = r"^[0-9*#]{0,32}$"
 # A tag as stored: no commas (the pages edit tags as a comma-separated list), trimmed.
 TAG_PATTERN = r"^[^,]*\S[^,]*$"
@@ -159,16 +163,24 @@ CALL_FILTERS = [
 
 def _schemas():
     """The named schemas of the document."""
-    nullable_text = _string(nullable=True)
+    return {**_call_schemas(), **_contact_schemas(), **_box_schemas(), **_action_schemas(), **_report_schemas(),
+            **_config_schemas()}
+
+
+NULLABLE_TEXT = _string(nullable=True)
+
+
+def _call_schemas():
+    """Calls, their timeline, notes, tags and category."""
     call_properties = {
         "id": _integer(1), "line_id": _string(), "direction": _string(enum=("in", "out")),
         "role": _string(enum=contacts.CALL_ROLES), "caller": _string(), "callee": _string(),
         "started_at": _string(fmt="date-time"), "answered_at": _string(fmt="date-time", nullable=True),
         "ended_at": _string(fmt="date-time", nullable=True),
         "outcome": _string(nullable=True, description="One of " + ", ".join(OUTCOMES) + ", or null while in progress."),
-        "ended_by": nullable_text, "talk_seconds": _number(nullable=True), "wait_seconds": _number(nullable=True),
-        "digits": _string(), "flow": nullable_text, "campaign": nullable_text, "language": nullable_text,
-        "queue": nullable_text, "operator": nullable_text, "category": nullable_text,
+        "ended_by": NULLABLE_TEXT, "talk_seconds": _number(nullable=True), "wait_seconds": _number(nullable=True),
+        "digits": _string(), "flow": NULLABLE_TEXT, "campaign": NULLABLE_TEXT, "language": NULLABLE_TEXT,
+        "queue": NULLABLE_TEXT, "operator": NULLABLE_TEXT, "category": NULLABLE_TEXT,
         "parent_id": _integer(nullable=True), "collected": _free_object("Digits collected by the IVR, by field."),
         "has_recording": {"type": "boolean"},
         "recording_url": _string(nullable=True, description="Where to fetch the recording, or null."),
@@ -176,23 +188,19 @@ def _schemas():
     }
     call_required = ("id", "line_id", "direction", "role", "caller", "callee", "started_at", "outcome",
                      "has_recording", "recording_url", "tags")
-    call = _object(call_properties, required=call_required)
-    event = _object({"at": _string(fmt="date-time"), "kind": _string()}, required=("at", "kind"), additional=True)
-    note = _object({"id": _integer(1), "call_id": _integer(1), "author": _string(), "at": _string(fmt="date-time"),
-                    "text": _string()}, required=("id", "call_id", "author", "at", "text"))
-    # Not allOf with Call: Call forbids other properties, which would refuse these three.
-    call_detail = _object(dict(call_properties, events=_array(_ref("Event")), notes=_array(_ref("Note")),
-                               legs=_array(_ref("Call"))), required=call_required + ("events", "notes", "legs"))
-    contact_calls = "Calls from the number, newest first (an operator sees only the calls they answered)."
     return {
         "Error": _object({"error": _string()}, required=("error",), additional=True),
         "BadParameter": _object({"error": _string(), "parameter": _string()}, required=("error", "parameter")),
         "Refused": _object({"error": _string(), "field": _string(), "message": _string()},
                            required=("error", "field", "message")),
-        "Call": call,
-        "Event": event,
-        "Note": note,
-        "CallDetail": call_detail,
+        "Call": _object(call_properties, required=call_required),
+        "Event": _object({"at": _string(fmt="date-time"), "kind": _string()}, required=("at", "kind"),
+                         additional=True),
+        "Note": _object({"id": _integer(1), "call_id": _integer(1), "author": _string(), "at": _string(fmt="date-time"),
+                         "text": _string()}, required=("id", "call_id", "author", "at", "text")),
+        # Not allOf with Call: Call forbids other properties, which would refuse these three.
+        "CallDetail": _object(dict(call_properties, events=_array(_ref("Event")), notes=_array(_ref("Note")),
+                                   legs=_array(_ref("Call"))), required=call_required + ("events", "notes", "legs")),
         "CallList": _object({"calls": _array(_ref("Call")), "total": _integer(0), "limit": _integer(1),
                              "offset": _integer(0)}, required=("calls", "total", "limit", "offset")),
         "NoteInput": _object({"text": _string(min_length=1, max_length=contacts.MAX_NOTE)}, required=("text",)),
@@ -201,8 +209,15 @@ def _schemas():
         "Tags": _object({"call_id": _integer(1), "tags": _array(_string())}, required=("call_id", "tags")),
         "CategoryInput": _object({"category": _string(max_length=contacts.MAX_CATEGORY, nullable=True)},
                                  required=("category",)),
-        "Category": _object({"call_id": _integer(1), "category": nullable_text}, required=("call_id", "category")),
+        "Category": _object({"call_id": _integer(1), "category": NULLABLE_TEXT}, required=("call_id", "category")),
         "Hangup": _object({"call": _integer(1)}, required=("call",), additional=True),
+    }
+
+
+def _contact_schemas():
+    """Caller cards and call-back tasks."""
+    contact_calls = "Calls from the number, newest first (an operator sees only the calls they answered)."
+    return {
         "Contact": _object({
             "number": _string(), "name": _string(), "status": _string(), "notes": _string(),
             "tags": _array(_string()), "updated_at": _string(fmt="date-time", nullable=True),
@@ -220,10 +235,16 @@ def _schemas():
             "call_id": _integer(nullable=True), "reason": _string(), "created_at": _string(fmt="date-time"),
             "status": _string(enum=CALLBACK_STATUSES[:-1]), "attempts": _integer(0),
             "next_attempt_at": _string(nullable=True), "closed_at": _string(nullable=True),
-            "closed_reason": nullable_text, "last_call_id": _integer(nullable=True),
+            "closed_reason": NULLABLE_TEXT, "last_call_id": _integer(nullable=True),
         }, required=("id", "number", "status", "attempts", "created_at")),
         "CallbackList": _object({"callbacks": _array(_ref("Callback")), "total": _integer(0)},
                                 required=("callbacks", "total")),
+    }
+
+
+def _box_schemas():
+    """Operators, the box's live state, who is asking, the configuration as read and written."""
+    return {
         "Operator": _object({
             "id": _string(), "name": _string(), "number": _string(), "groups": _array(_string()),
             "state": _string(enum=OPERATOR_STATES), "calls_taken": _integer(0),
@@ -232,19 +253,26 @@ def _schemas():
         "OperatorStateInput": _object({"state": _string(enum=SETTABLE_STATES)}, required=("state",)),
         "Status": _free_object("The engine's live state: box, uptime_seconds, lines, calls, queue, operators, "
                                "media, outbox_pending, config_problem, config_warnings."),
-        "Me": _object({"username": _string(), "role": _string(enum=ROLES), "operator_id": nullable_text,
+        "Me": _object({"username": _string(), "role": _string(enum=ROLES), "operator_id": NULLABLE_TEXT,
                        "auth": _string(enum=("session", "token"))}, required=("username", "role", "auth")),
         "ConfigSection": _object({
             "section": _string(enum=CONFIG_SECTIONS),
             "value": {"description": "An object for settings and notifications, a list of objects otherwise. "
                                      "Secrets (SMTP password, webhook secret, SIM PIN) read \"(set)\"."},
-            "warnings": _array(_string()), "problem": nullable_text,
+            "warnings": _array(_string()), "problem": NULLABLE_TEXT,
         }, required=("section", "value")),
-        "ConfigInput": _object({"value": {"description": "The whole section as the configuration holds it; "
-                                                         "a secret sent as \"(set)\" keeps its stored value."}},
-                               required=("value",)),
+        "ConfigInput": _object({"value": {
+            "description": "The whole section as the configuration holds it (its schema: ConfigSection_ and the "
+                           "section's name); a secret sent as \"(set)\" keeps its stored value.",
+            "anyOf": [_ref(section_schema_name(section)) for section in CONFIG_SECTIONS]}}, required=("value",)),
         "ConfigSaved": _object({"saved": {"type": "boolean"}, "section": _string(), "warnings": _array(_string())},
                                required=("saved", "section")),
+    }
+
+
+def _action_schemas():
+    """Test calls and SMS sent through a line, the line's own state."""
+    return {
         "TestCallInput": _object({
             "kind": _string(enum=TEST_CALL_KINDS,
                             description="inbound: a virtual caller rings the line (demo and test boxes); "
@@ -264,6 +292,12 @@ def _schemas():
         "SmsSent": _object({"line": _string(), "to": _string(), "parts": _integer(0)}, required=("parts",)),
         "Line": _free_object("The line's state, its recent events and SMS."),
         "Balance": _free_object("The line's state after asking the network for the SIM balance."),
+    }
+
+
+def _report_schemas():
+    """Traffic, heat map and staffing reports."""
+    return {
         "Traffic": _object({
             "group_by": _string(enum=GROUP_BYS), "start": _string(fmt="date"), "end": _string(fmt="date"),
             "short_abandon_seconds": _number(), "rows": _array(_free_object()), "total": _free_object(),
@@ -273,6 +307,63 @@ def _schemas():
                             "grid": _array(_array(_integer(0)))}, required=("grid",)),
         "Staffing": _free_object("Operators to plan per local hour of day (Erlang C on the measured traffic)."),
     }
+
+
+# --- the configuration's sections, from their models -------------------------------------
+
+CONFIG_REF = "#/components/schemas/Config{model}"
+# Branches a union keeps only to name the fault of a value the box does not know (a power
+# switch or node of an unknown kind); they describe nothing a client may send.
+REFUSING_MODELS = ("UnknownPower", "UnknownNode")
+# Sections still checked by hand (appliance/schedule.py), described in words.
+HAND_CHECKED = {"time_conditions": "A time condition: id, name, timezone, weekly, holidays, exceptions, closed, "
+                                   "open (see docs/configuration.md).",
+                "campaigns": "A campaign: id, name, start, end (YYYY-MM-DD), lines, flow, enabled."}
+
+
+def section_schema_name(section):
+    """The component name of a configuration section's schema."""
+    return f"ConfigSection_{section}"
+
+
+def _config_schemas():
+    """The configuration sections' schemas, generated from their models (appliance/models.py, flows.py)."""
+    models = dict(SECTION_MODELS, flows=Flow)
+    schemas = {}
+    for section in CONFIG_SECTIONS:
+        if section in HAND_CHECKED:
+            schema = _free_object(HAND_CHECKED[section])
+        else:
+            schema = TypeAdapter(models[section]).json_schema(ref_template=CONFIG_REF)
+            schemas.update({f"Config{name}": _openapi_30(part) for name, part in schema.pop("$defs", {}).items()
+                            if name not in REFUSING_MODELS})
+            schema = _openapi_30(schema)
+        schemas[section_schema_name(section)] = schema if section in SINGLE_SECTIONS else _array(schema)
+    return schemas
+
+
+def _openapi_30(schema):
+    """A pydantic (JSON Schema 2020-12) schema as OpenAPI 3.0 takes it.
+
+    const becomes a one-value enum, a null default a nullable field, and a union anyOf: a SIP
+    line's driver is also in the modem lines' list, and the box tells them apart by it.
+    """
+    if isinstance(schema, list):
+        return [_openapi_30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "default" and value is None:
+            out["nullable"] = True
+        elif key == "oneOf":
+            out["anyOf"] = [_openapi_30(item) for item in value
+                            if not any(item.get("$ref", "").endswith(name) for name in REFUSING_MODELS)]
+        else:
+            out[key] = _openapi_30(value)
+    return out
 
 
 def _error_response(description, schema="Error"):
@@ -327,6 +418,11 @@ ADMIN = ("admin",)
 
 def _paths():
     """Every endpoint of the API."""
+    return {**_call_paths(), **_people_paths(), **_box_paths(), **_report_paths()}
+
+
+def _call_paths():
+    """The document itself, who is asking, the live state, and the call journal."""
     call = (CALL_ID,)
     return {
         "/openapi.json": {"get": _operation(
@@ -358,6 +454,12 @@ def _paths():
         "/calls/{call_id}/hangup": {"post": _operation("Hang up a call in progress", STAFF,
                                                        _ok("The engine is hanging up.", "Hangup", "202"),
                                                        ("404", "409", "503"), call)},
+    }
+
+
+def _people_paths():
+    """Caller cards, call-back tasks and operators."""
+    return {
         "/contacts/{number}": {
             "get": _operation("A caller card", ALL, _ok("The card (empty fields when there is none yet).", "Contact"),
                               ("400",), (NUMBER,)),
@@ -374,6 +476,12 @@ def _paths():
             "Pause an operator or make them ready", ALL, _ok("The operator's state now.", "Operator"),
             ("404", "503"), (OPERATOR_ID,), "OperatorStateInput",
             description="An operator may change only their own state.")},
+    }
+
+
+def _box_paths():
+    """The configuration, test calls and the lines."""
+    return {
         "/config/{section}": {
             "get": _operation("One configuration section", ADMIN, _ok("The section in force.", "ConfigSection"),
                               ("404", "503"), (SECTION,)),
@@ -396,6 +504,12 @@ def _paths():
         "/lines/{line_id}/balance": {"post": _operation("Ask the network for the SIM balance now", STAFF,
                                                         _ok("The line's state with its balance.", "Balance"),
                                                         ("404", "409", "503"), (LINE_ID,))},
+    }
+
+
+def _report_paths():
+    """Traffic, heat map and staffing reports."""
+    return {
         "/reports/traffic": {"get": _operation(
             "Traffic figures per group", STAFF, _ok("Offered, answered, abandoned, service level ...", "Traffic"),
             ("400",), (DATE_FROM, DATE_TO, _query("group_by", _string(enum=GROUP_BYS), "Grouping (default hour).")),
