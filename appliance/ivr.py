@@ -68,8 +68,10 @@ class FlowRun(CallHandler):
             self.ctx.queues.caller_left(self.entry)
         if self._voicemail is not None:
             self.voicemail_done()
-        if self.session.outcome is None:
-            self.session.outcome = "ivr"  # hung up in the menus, before asking for anyone
+        if self.session.outcome is None and self.node is not None:
+            # Hung up in the menus, before asking for anyone. A caller gone before the flow
+            # began (still ringing) keeps no outcome: the session calls that missed.
+            self.session.outcome = "ivr"
 
     # --- walking the graph ------------------------------------------------------------
 

@@ -234,10 +234,12 @@ def test_a_call_that_never_connects_gives_up_after_the_answer_timeout(box):
     assert box.line("gsm1").done == ["answer", "hangup"] and box.engine.lines["gsm1"]["activity"] == "idle"
 
 
-def test_a_caller_who_hangs_up_while_ringing_is_missed_and_gets_a_call_back_and_an_sms(make_box):
+@pytest.mark.parametrize("with_flow", [True, False])
+def test_a_caller_who_hangs_up_while_ringing_is_missed_and_gets_a_call_back_and_an_sms(make_box, with_flow):
     config = _config()
-    del config["lines"][0]["flow"]  # with a flow, the IVR calls a caller gone before it started "ivr"
-    box = make_box(config)
+    if not with_flow:
+        del config["lines"][0]["flow"]
+    box = make_box(config)  # with a flow or not: the flow had not begun
     box.report("gsm1", "incoming", number=CALLER)
     session = box.call_on("gsm1")
     box.report("gsm1", "ended", cause="remote")
