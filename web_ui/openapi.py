@@ -317,7 +317,7 @@ CONFIG_REF = "#/components/schemas/Config{model}"
 REFUSING_MODELS = ("UnknownPower", "UnknownNode")
 # Sections still checked by hand (appliance/schedule.py), described in words.
 HAND_CHECKED = {"time_conditions": "A time condition: id, name, timezone, weekly, holidays, exceptions, closed, "
-                                   "open (see docs/configuration.md).",
+                                   "open; checked by appliance/schedule.py.",
                 "campaigns": "A campaign: id, name, start, end (YYYY-MM-DD), lines, flow, enabled."}
 
 
