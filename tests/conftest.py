@@ -205,6 +205,15 @@ def client(app):
 ADMIN = ("admin", "correct horse battery")
 
 
+def app_with_first_admin(data_dir):
+    """The web app on ``data_dir`` (CSRF off) and the answer to making ADMIN on its first-run page."""
+    app = create_app({"DATA_DIR": data_dir, "TESTING": True, "WTF_CSRF_ENABLED": False})
+    username, password = ADMIN
+    response = app.test_client().post("/setup", data={"username": username, "password": password,
+                                                      "confirm": password})
+    return app, response
+
+
 @pytest.fixture
 def admin_client(client):
     """A client that went through first-run setup and is logged in as admin."""

@@ -13,10 +13,9 @@ from html.parser import HTMLParser
 import pytest
 
 from appliance import accounts, schedule
-from web_ui import create_app
 from web_ui.db import get_db
 
-from .conftest import ADMIN
+from .conftest import ADMIN, app_with_first_admin
 
 OPERATOR_USER = ("olga", "operator password")
 SUPERVISOR_USER = ("sofia", "supervisor password")
@@ -37,10 +36,7 @@ def same_config_afterwards(box):
 @pytest.fixture(scope="module")
 def box_app(box):
     """The web app on the running box's data directory, with its admin, a supervisor and an operator."""
-    app = create_app({"DATA_DIR": box.data_dir, "TESTING": True, "WTF_CSRF_ENABLED": False})
-    client = app.test_client()
-    username, password = ADMIN
-    response = client.post("/setup", data={"username": username, "password": password, "confirm": password})
+    app, response = app_with_first_admin(box.data_dir)
     assert response.status_code == 302
     with app.app_context():
         accounts.create_user(get_db(), *OPERATOR_USER, "operator")

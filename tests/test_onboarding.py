@@ -13,7 +13,7 @@ from web_ui import create_app
 from web_ui.db import get_db
 from web_ui.onboarding import keys_to_queue
 
-from .conftest import ADMIN, Box, PHONE_NUMBER, restore_sections
+from .conftest import ADMIN, PHONE_NUMBER, Box, app_with_first_admin, restore_sections
 
 SUPERVISOR = ("sofia", "supervisor password")
 SECTIONS = ("lines", "settings", "notifications", "flows", "queues", "operators", "time_conditions", "prompts")
@@ -126,10 +126,7 @@ def test_discovery_as_the_engine_answers_it_finds_the_modem_no_line_has(sim7600,
 @pytest.fixture(scope="module")
 def box_app(box):
     """The web app on the running box's data directory, its admin made through the first-run page."""
-    app = create_app({"DATA_DIR": box.data_dir, "TESTING": True, "WTF_CSRF_ENABLED": False})
-    client = app.test_client()
-    username, password = ADMIN
-    response = client.post("/setup", data={"username": username, "password": password, "confirm": password})
+    app, response = app_with_first_admin(box.data_dir)
     assert response.status_code == 302 and response.headers["Location"] == "/onboarding/"
     with app.app_context():
         accounts.create_user(get_db(), *SUPERVISOR, "supervisor")
