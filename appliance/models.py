@@ -16,7 +16,7 @@ from firmware.panel import DEFAULT_PIN_MAP, HOLD_SECONDS
 from .health import DEFAULTS as HEALTH_DEFAULTS
 from .validation import (LINE_DRIVERS, NOTIFY_EVENTS, SIP_CODECS, STRATEGIES, VIRTUAL_MODELS, Amount, Flag,
                          Identifier, IpAddress, Key, Language, Number, NumberOrUri, OptionalText, Peers, Section,
-                         Text, list_of, matching, one_of, seconds, whole)
+                         Text, list_of, matching, nullable, one_of, seconds, whole)
 
 # Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
@@ -270,8 +270,8 @@ class Panel(Section):
     status_led: GPIO = DEFAULT_PIN_MAP["status_led"]
     line_leds: list_of(lambda p: True, "must be a list of GPIO numbers, one per line", {"type": "integer"}) = Field(
         default_factory=lambda: list(DEFAULT_PIN_MAP["line_leds"]))
-    button: GPIO = DEFAULT_PIN_MAP["button"]
-    buzzer: GPIO = DEFAULT_PIN_MAP["buzzer"]
+    button: nullable(GPIO) = DEFAULT_PIN_MAP["button"]  # null: no button fitted
+    buzzer: nullable(GPIO) = DEFAULT_PIN_MAP["buzzer"]  # null: no buzzer fitted
     closed_switch: Any = None
     hold_seconds: whole(2, 60) = int(HOLD_SECONDS)
 

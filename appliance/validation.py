@@ -70,11 +70,28 @@ class Section(BaseModel):
     def _not_empty(cls, value, info):
         """A field that must be there, or has a default, cannot be null (an optional one can)."""
         field = cls.model_fields[info.field_name]
+        if value is None and NULLABLE in field.metadata:
+            return value
         if value is MISSING or (value is None and (field.is_required() or field.default is not None
                                                    or field.default_factory)):
             own = [item for item in field.metadata if isinstance(item, Refusal)]
             raise refuse(own[0] if own else "required")
         return value
+
+
+class _Nullable:
+    """Marks a field whose null means "none" although its default is something (a panel's buzzer)."""
+
+    def __repr__(self):
+        return "<nullable>"
+
+
+NULLABLE = _Nullable()
+
+
+def nullable(kind):
+    """``kind``, or null for none: a default applies only when the field is left out."""
+    return Annotated[kind, NULLABLE]
 
 
 def refuse(message):

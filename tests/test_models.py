@@ -96,6 +96,15 @@ def test_defaults_are_filled_from_the_models_and_optional_fields_stay_out():
     assert "pin" not in gsm and gsm["inbound"] is True
 
 
+def test_a_nullable_field_takes_null_for_none_and_its_default_when_left_out():
+    config = demo_config()
+    config["panel"] = {"buzzer": None}
+    panel = validate(config)["panel"]
+    assert panel["buzzer"] is None and panel["button"] == models.Panel.model_fields["button"].default
+    assert refused(lambda c: c.update(panel={"status_led": None})) == (
+        "panel.status_led", "must be a whole number from 0 to 27")
+
+
 def test_the_ivr_reads_typed_nodes_with_the_models_defaults():
     flow = {"id": "f", "start": "ask", "nodes": {
         "ask": {"type": "menu", "options": {"1": "bye"}}, "bye": {"type": "hangup"},
