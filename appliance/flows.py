@@ -43,6 +43,18 @@ KeyMap = field_type(lambda v: isinstance(v, dict) and bool(v), 'must map keys to
                     {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}})
 
 
+# The node fields checked by a rule of their own, each with its refusal message.
+FieldName = field_type(lambda v: isinstance(v, str) and v.isidentifier(),
+                       "required: a name such as application_number", {"type": "string"})
+Terminator = one_of(("#", "*", ""))
+ForwardTarget = field_type(lambda v: isinstance(v, str) and bool(NUMBER_PATTERN.match(v) or SIP_URI_PATTERN.match(v)),
+                           "must be a phone number such as +359888123456 or a SIP URI", {"type": "string"})
+SmsText = field_type(lambda v: isinstance(v, str) and bool(v.strip()), "required: the message the caller receives",
+                     {"type": "string", "minLength": 1})
+StartNode = field_type(lambda v: isinstance(v, str) and bool(v), "required: the id of the first node",
+                       {"type": "string"})
+
+
 class Node(Section):
     """What every node has: its type and an optional label for the editor."""
 
@@ -77,9 +89,8 @@ class CollectNode(Node):
     timeout: Timeout = 8
     min: whole(0, 32) = 1
     max: whole(1, 32) = 16
-    field: field_type(lambda v: isinstance(v, str) and v.isidentifier(), "required: a name such as application_number",
-                      {"type": "string"})
-    terminator: one_of(("#", "*", "")) = "#"
+    field: FieldName
+    terminator: Terminator = "#"
     next: Ref
     timeout_next: Ref = None
 
@@ -133,8 +144,7 @@ class ForwardNode(Node):
 
     type: Literal["forward"]
     timeout: Timeout = 30
-    number: field_type(lambda v: isinstance(v, str) and bool(NUMBER_PATTERN.match(v) or SIP_URI_PATTERN.match(v)),
-                       "must be a phone number such as +359888123456 or a SIP URI", {"type": "string"})
+    number: ForwardTarget
     next: Ref = None
 
 
@@ -142,8 +152,7 @@ class SmsNode(Node):
     """Text the caller a message (the admission dates), then go on."""
 
     type: Literal["sms"]
-    text: field_type(lambda v: isinstance(v, str) and bool(v.strip()), "required: the message the caller receives",
-                     {"type": "string", "minLength": 1})
+    text: SmsText
     prompt: Ref = None
     next: Ref
 
@@ -209,8 +218,7 @@ class Flow(Section):
 
     id: Identifier
     name: OptionalText = None
-    start: field_type(lambda v: isinstance(v, str) and bool(v), "required: the id of the first node",
-                      {"type": "string"})
+    start: StartNode
     nodes: Annotated[dict[str, AnyNode], BeforeValidator(_some_nodes)]
 
 

@@ -14,9 +14,9 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter
 from firmware.panel import DEFAULT_PIN_MAP, HOLD_SECONDS
 
 from .health import DEFAULTS as HEALTH_DEFAULTS
-from .validation import (LINE_DRIVERS, NOTIFY_EVENTS, SIP_CODECS, STRATEGIES, VIRTUAL_MODELS, Amount, Flag,
-                         Identifier, IpAddress, Key, Language, Number, NumberOrUri, OptionalText, Peers, Section,
-                         Text, list_of, matching, nullable, one_of, seconds, whole)
+from .validation import (ID_PATTERN, LINE_DRIVERS, NOTIFY_EVENTS, SIP_CODECS, STRATEGIES, VIRTUAL_MODELS, Amount,
+                         Flag, Identifier, IpAddress, Key, Language, Number, NumberOrUri, OptionalText, Peers,
+                         Section, Text, list_of, matching, nullable, one_of, seconds, whole)
 
 # Where a line bound by IMEI or ICCID looks for its modem (relative: in the data directory).
 DEFAULT_MODEM_PORTS = ("/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "dev/*-at")
@@ -31,17 +31,46 @@ def _full(pattern):
     return re.compile(pattern)
 
 
+# The field types the models below share or name; each carries its own refusal message.
+RecordingMode = one_of(("mono", "stereo", "off"))
+RecordingFormat = one_of(("wav", "flac", "ogg", "mp3"))
+AnonymousCalls = one_of(("allow", "block"))
+ConditionId = matching(ID_PATTERN, "must be the id of a time condition")
+PortPatterns = list_of(lambda p: isinstance(p, str) and bool(p.strip()),
+                      "must be a list of port patterns such as /dev/ttyUSB*", {"type": "string"})
+UsbDevice = matching(re.compile(r"^/dev/(bus/usb|hotline)/"),
+                     "must be a USB device node such as /dev/hotline/sim7600-1.2-usb or /dev/bus/usb/001/004")
+PowerKind = one_of(("gpio", "usb", "virtual"))
+Imei = matching(_full(r"\d{15}"), "must be the IMEI digits, in quotes")
+Iccid = matching(_full(r"\d{18,22}"), "must be the ICCID digits, in quotes")
+SimPin = matching(_full(r"\d{4,8}"), "must be 4 to 8 digits, in quotes")
+UssdCode = matching(_full(r"[*#][0-9*#]{1,30}"), "must be a USSD code such as *100#")
+SmsMode = one_of(("pdu", "text"))
+Codecs = list_of(lambda c: c in SIP_CODECS, f"must be a list of {', '.join(SIP_CODECS)}",
+                 {"enum": list(SIP_CODECS)}, empty=False)
+DtmfMode = one_of(("rfc2833", "info"))
+GroupNames = list_of(lambda g: isinstance(g, str) and bool(ID_PATTERN.match(g)),
+                     "must be a list of group names such as bachelor", {"type": "string"})
+PromptSource = one_of(("text", "upload"))
+QueueGroups = list_of(lambda g: True, "must list at least one operator group", {"type": "string"}, empty=False)
+NumberOrPrefix = matching(_full(r"\+?[0-9]{3,15}\*?"), "must be a number, or a prefix ending in * (+7900*)")
+EmailAddresses = list[matching(_full(r"[^@\s]+@[^@\s]+"), "must be an e-mail address")]
+WebhookUrls = list[matching(re.compile(r"^https?://[^\s]+$"), "must be an http:// or https:// URL")]
+GpioList = list_of(lambda p: True, "must be a list of GPIO numbers, one per line", {"type": "integer"})
+SetClock = one_of(("auto", "on", "off"))
+
+
 class Settings(Section):
     """The box as a whole: its name, language, zone, recording and call-back rules."""
 
-    recording: one_of(("mono", "stereo", "off")) = "mono"
-    recording_format: one_of(("wav", "flac", "ogg", "mp3")) = "ogg"
-    anonymous: one_of(("allow", "block")) = "allow"
+    recording: RecordingMode = "mono"
+    recording_format: RecordingFormat = "ogg"
+    anonymous: AnonymousCalls = "allow"
     retention_days: whole(0, 3650) = 0
     min_free_mb: whole(0, 1_000_000) = 200
     callback_retries: whole(0, 20) = 3
     callback_retry_minutes: whole(1, 1440) = 30
-    callback_hours: matching(re.compile(r"^[a-z][a-z0-9_-]{0,31}$"), "must be the id of a time condition") = None
+    callback_hours: ConditionId = None
     missed_sms: OptionalText = None
     operator_sms_commands: Flag = True
     box_name: Text
@@ -50,8 +79,7 @@ class Settings(Section):
     max_call_seconds: whole(10, 86400)
     greeting: Any = None
     modem_poll_seconds: whole(1, 3600) = 30
-    modem_ports: list_of(lambda p: isinstance(p, str) and bool(p.strip()),
-                         "must be a list of port patterns such as /dev/ttyUSB*", {"type": "string"}) = Field(
+    modem_ports: PortPatterns = Field(
         default_factory=lambda: list(DEFAULT_MODEM_PORTS))
 
 
@@ -69,8 +97,7 @@ class UsbPower(Section):
     """A modem power-cycled by resetting its USB device (the udev rules' stable link)."""
 
     kind: Literal["usb"]
-    device: matching(re.compile(r"^/dev/(bus/usb|hotline)/"),
-                     "must be a USB device node such as /dev/hotline/sim7600-1.2-usb or /dev/bus/usb/001/004")
+    device: UsbDevice
 
 
 class VirtualPower(Section):
@@ -83,7 +110,7 @@ class UnknownPower(Section):
     """A power switch of a kind the box does not know: refused at its kind."""
 
     model_config = Section.model_config | {"extra": "allow"}
-    kind: one_of(("gpio", "usb", "virtual"))
+    kind: PowerKind
 
 
 def _power_kind(value):
@@ -112,18 +139,18 @@ class ModemLine(LineBase):
     """A GSM modem or a voice modem, on its ports or found by its IMEI or SIM ICCID."""
 
     driver: one_of(LINE_DRIVERS)
-    imei: matching(_full(r"\d{15}"), "must be the IMEI digits, in quotes") = None
-    iccid: matching(_full(r"\d{18,22}"), "must be the ICCID digits, in quotes") = None
+    imei: Imei = None
+    iccid: Iccid = None
     port: OptionalText = None
     audio_port: OptionalText = None
     rings: whole(1, 15) = None  # rings before an analog line answers (default 2)
-    pin: matching(_full(r"\d{4,8}"), "must be 4 to 8 digits, in quotes") = None
+    pin: SimPin = None
     microphone_gain: whole(0, 100) = None
     speaker_gain: whole(0, 100) = None
     power: Power = None
-    balance_ussd: matching(_full(r"[*#][0-9*#]{1,30}"), "must be a USSD code such as *100#") = None
+    balance_ussd: UssdCode = None
     balance_check_hours: whole(0, 24 * 31) = None
-    sms_mode: one_of(("pdu", "text")) = None
+    sms_mode: SmsMode = None
     volte: Flag = None
     low_balance: Amount = None
 
@@ -143,9 +170,8 @@ class SipLine(LineBase):
     password: Any = None
     auth_realm: Any = None
     peers: Peers = Field(default_factory=list)
-    codecs: list_of(lambda c: c in SIP_CODECS, f"must be a list of {', '.join(SIP_CODECS)}",
-                    {"enum": list(SIP_CODECS)}, empty=False) = Field(default_factory=lambda: list(SIP_CODECS))
-    dtmf: one_of(("rfc2833", "info")) = "rfc2833"
+    codecs: Codecs = Field(default_factory=lambda: list(SIP_CODECS))
+    dtmf: DtmfMode = "rfc2833"
 
 
 SIP_KEYS = tuple(name for name in SipLine.model_fields if name not in LineBase.model_fields and name != "driver")
@@ -169,8 +195,7 @@ class Operator(Section):
     # A mobile must confirm with 1 (its voicemail would take the call); a SIP phone on a desk
     # need not: the default follows the number (config.py).
     confirm: Flag = None
-    groups: list_of(lambda g: isinstance(g, str) and bool(re.match(r"^[a-z][a-z0-9_-]{0,31}$", g)),
-                    "must be a list of group names such as bachelor", {"type": "string"}) = Field(
+    groups: GroupNames = Field(
         default_factory=list)
     shift: Any = None  # a time condition, checked by schedule.validate_time_condition
     wrap_up_seconds: whole(0, 600) = 0
@@ -182,7 +207,7 @@ class Prompt(Section):
 
     id: Identifier
     language: Language
-    source: one_of(("text", "upload")) = "text"
+    source: PromptSource = "text"
     text: OptionalText = None
     file_name: OptionalText = None
 
@@ -192,7 +217,7 @@ class Queue(Section):
 
     id: Identifier
     name: OptionalText = None
-    groups: list_of(lambda g: True, "must list at least one operator group", {"type": "string"}, empty=False)
+    groups: QueueGroups
     strategy: one_of(STRATEGIES) = "ring_all"
     ring_timeout: whole(5, 120) = 20
     max_wait: whole(10, 3600) = 300
@@ -208,7 +233,7 @@ class Queue(Section):
 class BlacklistEntry(Section):
     """A number, or a prefix ending in *, refused before the box answers."""
 
-    number: matching(_full(r"\+?[0-9]{3,15}\*?"), "must be a number, or a prefix ending in * (+7900*)")
+    number: NumberOrPrefix
     note: Any = None
 
 
@@ -228,8 +253,8 @@ class Notifications(Section):
 
     email: Smtp = None
     sms_to: list[Number] = Field(default_factory=list)
-    email_to: list[matching(_full(r"[^@\s]+@[^@\s]+"), "must be an e-mail address")] = Field(default_factory=list)
-    webhooks: list[matching(re.compile(r"^https?://[^\s]+$"), "must be an http:// or https:// URL")] = Field(
+    email_to: EmailAddresses = Field(default_factory=list)
+    webhooks: WebhookUrls = Field(
         default_factory=list)
     events: list[one_of(NOTIFY_EVENTS)] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
     webhook_secret: Any = None
@@ -268,7 +293,7 @@ class Panel(Section):
 
     enabled: Flag = False
     status_led: GPIO = DEFAULT_PIN_MAP["status_led"]
-    line_leds: list_of(lambda p: True, "must be a list of GPIO numbers, one per line", {"type": "integer"}) = Field(
+    line_leds: GpioList = Field(
         default_factory=lambda: list(DEFAULT_PIN_MAP["line_leds"]))
     button: nullable(GPIO) = DEFAULT_PIN_MAP["button"]  # null: no button fitted
     buzzer: nullable(GPIO) = DEFAULT_PIN_MAP["buzzer"]  # null: no buzzer fitted
@@ -284,7 +309,7 @@ class Health(Section):
     temperature_warning: whole(40, 110) = HEALTH_DEFAULTS["temperature_warning"]
     signal_warning_dbm: whole(-130, -50) = HEALTH_DEFAULTS["signal_warning_dbm"]
     notify: Flag = HEALTH_DEFAULTS["notify"]
-    set_clock: one_of(("auto", "on", "off")) = HEALTH_DEFAULTS["set_clock"]
+    set_clock: SetClock = HEALTH_DEFAULTS["set_clock"]
 
 
 # The sections whose items are checked by a model, for the OpenAPI description.
