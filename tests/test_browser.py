@@ -4,22 +4,17 @@ import subprocess
 import sys
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from .browser import chromium
 from .conftest import ADMIN
 
-CHROMIUM = "/usr/bin/chromium"
-# Chromium as root in a closed network: no sandbox, no background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    """Chromium for one test: any console error or failed request it did not expect fails it."""
+    with chromium() as watched:
+        yield watched
 
 
 @pytest.fixture(scope="module")

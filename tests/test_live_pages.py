@@ -501,48 +501,41 @@ def test_a_script_posts_with_the_token_from_the_page(tmp_path):
 
 def test_the_live_pages_in_a_browser(clients, box):
     """The panel follows a test call that an operator takes on their phone; both pages update themselves."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+    from .browser import chromium
 
     url = box.start_web()
-    errors = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            admin = browser.new_page()
-            operator = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
-            for page, (username, password) in ((admin, ADMIN), (operator, ("olga", PASSWORD))):
-                page.on("pageerror", lambda err: errors.append(str(err)))
-                page.goto(url + "/login")
-                page.fill("input[name=username]", username)
-                page.fill("input[name=password]", password)
-                page.click("button[type=submit]")
-            admin.goto(url + "/")
-            expect(admin.locator("#live-state")).to_have_text("live", timeout=10_000)
-            row = admin.locator('#operators tr[data-operator="op1"]')
-            row.locator('button[data-state="paused"]').click()
-            expect(row).to_contain_text("paused")
-            row.locator('button[data-state="ready"]').click()
-            expect(row).to_contain_text("ready")
+    with chromium() as browser:
+        admin = browser.new_page()
+        operator = browser.new_context_page(viewport={"width": 390, "height": 800})
+        for page, (username, password) in ((admin, ADMIN), (operator, ("olga", PASSWORD))):
+            page.goto(url + "/login")
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+        admin.goto(url + "/")
+        expect(admin.locator("#live-state")).to_have_text("live", timeout=10_000)
+        row = admin.locator('#operators tr[data-operator="op1"]')
+        row.locator('button[data-state="paused"]').click()
+        expect(row).to_contain_text("paused")
+        row.locator('button[data-state="ready"]').click()
+        expect(row).to_contain_text("ready")
 
-            operator.goto(url + "/me")
-            admin.goto(url + "/testcall")
-            admin.fill("#ring-form input[name=from]", "+359888100010")
-            admin.fill("#ring-form input[name=digits]", "1")
-            admin.fill("#ring-form input[name=hold]", "14")
-            admin.click("#ring-form button[type=submit]")
-            expect(admin.locator("#watch-timeline")).to_contain_text("joined the queue", timeout=20_000)
-            expect(operator.locator("#current-call")).to_contain_text("On a call", timeout=20_000)
-            expect(operator.locator("#current-call")).to_contain_text("+359888100010")
-            expect(admin.locator("#watch-outcome")).to_contain_text("answered", timeout=30_000)
-            expect(admin.locator("#journal-link")).to_have_attribute("href", re.compile(r"^/journal/\d+$"))
-            expect(operator.locator("#me-note h2")).to_have_text("My last call", timeout=10_000)
+        operator.goto(url + "/me")
+        admin.goto(url + "/testcall")
+        admin.fill("#ring-form input[name=from]", "+359888100010")
+        admin.fill("#ring-form input[name=digits]", "1")
+        admin.fill("#ring-form input[name=hold]", "14")
+        admin.click("#ring-form button[type=submit]")
+        expect(admin.locator("#watch-timeline")).to_contain_text("joined the queue", timeout=20_000)
+        expect(operator.locator("#current-call")).to_contain_text("On a call", timeout=20_000)
+        expect(operator.locator("#current-call")).to_contain_text("+359888100010")
+        expect(admin.locator("#watch-outcome")).to_contain_text("answered", timeout=30_000)
+        expect(admin.locator("#journal-link")).to_have_attribute("href", re.compile(r"^/journal/\d+$"))
+        expect(operator.locator("#me-note h2")).to_have_text("My last call", timeout=10_000)
 
-            admin.goto(url + "/wallboard")
-            expect(admin.locator("#live-state")).to_have_text("live", timeout=10_000)
-            assert int(admin.locator('[data-figure="answered_today"]').inner_text()) >= 1
-        finally:
-            browser.close()
-    assert errors == []
+        admin.goto(url + "/wallboard")
+        expect(admin.locator("#live-state")).to_have_text("live", timeout=10_000)
+        assert int(admin.locator('[data-figure="answered_today"]').inner_text()) >= 1
     wait_until_quiet(box)

@@ -369,22 +369,17 @@ def test_a_bad_sip_address_is_refused_at_the_number(web, engine):
 
 @pytest.fixture(scope="module")
 def browser_page(box, box_app):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+    from .browser import chromium
 
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium")
     url = box.start_web()
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = chromium.new_page()
+    with chromium() as browser:
+        page = browser.new_page()
         page.goto(url + "/login")
         page.fill("input[name=username]", ADMIN[0])
         page.fill("input[name=password]", ADMIN[1])
         page.click("button[type=submit]")
         page.wait_for_url(url + "/")
         yield page, url
-        chromium.close()
 
 
 def test_in_a_browser_the_line_form_shows_the_fieldsets_of_the_chosen_driver(browser_page):
