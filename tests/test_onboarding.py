@@ -295,11 +295,14 @@ def test_step_five_rings_the_new_flow_on_a_virtual_line(web, box):
 def test_dismissing_or_finishing_closes_the_guide(web, box):
     path = os.path.join(box.data_dir, "onboarding.json")
     assert web.get("/onboarding/").status_code == 200
+    link = 'id="guide-link"><a href="/onboarding/">Continue the guided setup</a>'
+    assert link in web.get("/").get_data(as_text=True)  # the dashboard leads back into an open guide
     response = web.post("/onboarding/dismiss")
     assert response.status_code == 302 and response.headers["Location"] == "/"
     with open(path) as handle:
         assert json.load(handle)["state"] == "dismissed"
     assert 'id="guide-state"' in web.get("/onboarding/").get_data(as_text=True)  # still reachable by its address
+    assert 'id="guide-link"' not in web.get("/").get_data(as_text=True)
     web.post("/onboarding/finish")
     with open(path) as handle:
         state = json.load(handle)
