@@ -3,7 +3,7 @@ import importlib
 import os
 import secrets
 
-from flask import Flask
+from flask import Flask, g
 from flask_wtf.csrf import CSRFProtect
 
 from appliance.paths import default_data_dir
@@ -41,7 +41,7 @@ def create_app(test_config=None):
     app.register_error_handler(configedit.EngineDown, configedit.engine_down)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(f".{name}", __name__).bp)
-    app.context_processor(lambda: {"nav_items": _nav_items(app)})
+    app.context_processor(lambda: {"nav_groups": _nav_groups(app, g.get("user"))})
     return app
 
 
@@ -69,8 +69,25 @@ NAV = (
 )
 
 
-def _nav_items(app):
-    return [(endpoint, label, roles) for endpoint, label, roles in NAV if endpoint in app.view_functions]
+# The menu's groups, so a newcomer sees where the day's work is and where the set-up is.
+NAV_GROUPS = (
+    ("Calls", ("dashboard.index", "me.index", "journal.index", "contacts.index", "reports.index", "testcall.index")),
+    ("Setup", ("lines.index", "operators.index", "queues.index", "flows.index", "prompts.index", "hours.index")),
+    ("System", ("settings.index", "users.index", "system.index")),
+)
+
+
+def _nav_groups(app, user):
+    """The menu ``user`` sees: (group, [(endpoint, label)]), empty groups left out."""
+    if not user:
+        return []
+    groups = []
+    for group, endpoints in NAV_GROUPS:
+        items = [(endpoint, label) for endpoint, label, roles in NAV
+                 if endpoint in endpoints and endpoint in app.view_functions and user["role"] in roles]
+        if items:
+            groups.append((group, items))
+    return groups
 
 
 def load_secret_key(data_dir):
