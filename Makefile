@@ -9,14 +9,16 @@ PORT ?= 8080
 DEB_PACKAGES := espeak-ng ffmpeg
 # sipp (sip-tester) and baresip are the real SIP peers the tests call and answer with.
 TEST_DEB_PACKAGES := chromium shellcheck systemd udev sip-tester baresip-core
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run test bench setup system-packages clean
+.PHONY: run test bench setup system-packages node-packages clean
 
 run: setup
 	$(BIN)/hotline run --data $(DATA) --port $(PORT)
 
 test: setup
 	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$(DEB_PACKAGES) $(TEST_DEB_PACKAGES)"
+	@$(MAKE) --no-print-directory node-packages
 	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/test_api_fuzz.py
 	$(BIN)/python -m pytest tests/test_api_fuzz.py  # serial: under xdist schemathesis folds its cases into one
 
@@ -40,6 +42,17 @@ $(STAMP): setup.py | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+node-packages: $(NODE_STAMP)
+
+# The test-only npm packages, exactly as package-lock.json pins them.
+# npm installs axe-core, the accessibility checker the browser tests inject into every page.
+# Debian's nodejs and npm only when there is no npm at all: a Node.js from elsewhere (NodeSource)
+# brings its own npm, and Debian's npm package conflicts with it.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory system-packages DEB_PACKAGES="nodejs npm"
+	npm ci --no-audit --no-fund
 	touch $@
 
 clean:

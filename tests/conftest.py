@@ -15,6 +15,7 @@ from hardware.virtual.network import VirtualNetwork
 from hardware.virtual.families import Sim7600Emulator
 from web_ui import create_app
 
+from .browser import chromium
 from .sip_peers import wait_until
 
 MODEM_NUMBER = "+359700000001"
@@ -42,6 +43,13 @@ def sim7600(network):
     modem = Sim7600Emulator(network, MODEM_NUMBER)
     yield modem
     modem.close()
+
+
+@pytest.fixture
+def browser():
+    """Chromium for one test (tests/browser.py): a console error or failed request it did not expect fails it."""
+    with chromium() as watched:
+        yield watched
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05):

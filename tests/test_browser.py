@@ -6,15 +6,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from .browser import chromium
 from .conftest import ADMIN
-
-
-@pytest.fixture
-def browser():
-    """Chromium for one test: any console error or failed request it did not expect fails it."""
-    with chromium() as watched:
-        yield watched
 
 
 @pytest.fixture(scope="module")
