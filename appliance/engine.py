@@ -66,12 +66,14 @@ class Engine:
         self.ctx.journal = journal_module.Journal.open(os.path.join(self.data_dir, journal_module.JOURNAL_FILE))
         interrupted = self.journal.close_unfinished("the engine stopped during the call")
         if interrupted:
-            log.warning("closed %d call(s) left open by the previous run", interrupted)
+            log.warning("closed %d call(s) left open by the previous run", len(interrupted))
+        last_call_id = self.journal.last_call_id()  # later calls are this run's: their .part is live
         self.ctx.phrases = PhraseCache(self.data_dir)
         self.notifier.start()
         self.clock.start()
         self._start_lines(self.config["lines"])
         self.housekeeping.start()
+        self.housekeeping.salvage_later(last_call_id, interrupted)
         self._prepare_announcements()
         self._server = JsonLineServer(os.path.join(self.data_dir, SOCKET_NAME), self.handle_request, self.hub)
         self._server.start()

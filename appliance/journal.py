@@ -429,7 +429,7 @@ class Journal:
         return {row[0] for row in self.conn.execute("SELECT recording FROM pinned_recordings")}
 
     def close_unfinished(self, reason):
-        """End calls that a previous run left open (it died mid-call); return how many."""
+        """End calls that a previous run left open (it died mid-call); return their ids."""
         at = now()
         with self._transaction():
             open_ids = [row[0] for row in self.conn.execute("SELECT id FROM calls WHERE ended_at IS NULL")]
@@ -437,7 +437,37 @@ class Journal:
                 self.conn.execute("UPDATE calls SET ended_at = ?, outcome = 'interrupted', ended_by = 'box'"
                                   " WHERE id = ?", (at, call_id))
                 self._event(call_id, "ended", {"outcome": "interrupted", "by": "box", "reason": reason}, at)
-        return len(open_ids)
+        return open_ids
+
+    def last_call_id(self):
+        """The highest call id so far (0 for an empty journal)."""
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0]
+
+    def salvage_recording(self, call_id, kind, relative, seconds, reason):
+        """Attach a file a crash cut off to its call (``kind`` recording or voicemail); False if already attached.
+
+        The call's timeline says what happened; a recording becomes the call's recording,
+        a voicemail message joins the voicemail list. Nothing is attached to a call that
+        the journal does not have (a journal restored from an older backup).
+        """
+        with self._transaction():
+            call = self.conn.execute("SELECT recording, caller FROM calls WHERE id = ?", (call_id,)).fetchone()
+            if call is None or self._attached(call, kind, relative):
+                return False
+            at = now()
+            if kind == "recording":
+                self.conn.execute("UPDATE calls SET recording = ? WHERE id = ?", (relative, call_id))
+            else:
+                self.conn.execute("INSERT INTO voicemail (call_id, number, recording, seconds, created_at)"
+                                  " VALUES (?, ?, ?, ?, ?)", (call_id, call["caller"], relative, seconds, at))
+            self._event(call_id, "recording_salvaged",
+                        {"what": kind, "file": relative, "seconds": round(seconds, 2), "reason": reason}, at)
+        return True
+
+    def _attached(self, call, kind, relative):
+        if kind == "recording":
+            return bool(call["recording"])
+        return self.conn.execute("SELECT 1 FROM voicemail WHERE recording = ?", (relative,)).fetchone() is not None
 
     def _event(self, call_id, kind, detail, at):
         self.conn.execute("INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",

@@ -38,7 +38,7 @@ def test_a_call_with_its_timeline(tmp_path):
 def test_unfinished_calls_are_closed_as_interrupted(tmp_path):
     book = Journal.open(str(tmp_path / "j.sqlite3"))
     call_id = book.start_call("gsm1", "in", caller="+359888123456")
-    assert book.close_unfinished("engine restarted") == 1
+    assert book.close_unfinished("engine restarted") == [call_id]
     assert book.get_call(call_id)["outcome"] == "interrupted"
 
 
