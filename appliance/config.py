@@ -420,6 +420,8 @@ def _virtual(virtual, line_ids):
 def _modem(modem, where, line_ids):
     modem = dump(checked(models.VirtualModem, modem, where))
     _refers(modem["line"], line_ids, f"{where}.line", "line")
+    if modem.get("voice", "ok") != "ok" and modem["model"] != "e1550":
+        raise ConfigError(f"{where}.voice", "only the e1550 (Huawei) emulator has firmware with voice locked")
     return modem
 
 

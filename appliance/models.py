@@ -268,6 +268,9 @@ class VirtualModem(Section):
     number: Number
     pin: Any = None
     imei: Any = None
+    # Emulated firmware without voice (Huawei ^CVOICE:1, or ERROR to AT^CVOICE?): the line
+    # page and `hotline modem probe` must say so instead of failing the first call.
+    voice: one_of(("ok", "locked", "error")) = None
 
 
 class VirtualPhone(Section):

@@ -100,6 +100,8 @@ def test_broken_file_is_refused_and_the_last_good_copy_stays_in_force(tmp_path, 
     (lambda d: d["lines"][0].update(low_balance="low"), "lines[0].low_balance"),
     (lambda d: d["settings"].update(modem_poll_seconds=0), "settings.modem_poll_seconds"),
     (lambda d: d["virtual"]["modems"][0].update(model="nokia"), "virtual.modems[0].model"),
+    (lambda d: d["virtual"]["modems"][0].update(voice="locked"), "virtual.modems[0].voice"),  # a SIM7600
+    (lambda d: d["virtual"]["modems"][0].update(model="e1550", voice="mute"), "virtual.modems[0].voice"),
 ])
 def test_line_settings_are_validated(change, field):
     with pytest.raises(ConfigError) as caught:

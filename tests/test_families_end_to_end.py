@@ -4,7 +4,9 @@ import pytest
 
 from appliance.config import ConfigStore, demo_config
 
-from .conftest import Box, wait_for
+from web_ui import create_app
+
+from .conftest import ADMIN, Box, wait_for
 
 FAMILIES = ("sim800", "sim7600", "e1550", "ec25")
 PHONES = {"answer": "+359700000100", "busy": "+359700000101", "no answer": "+359700000102",
@@ -85,5 +87,38 @@ def test_lines_bound_by_imei_find_their_modems_whatever_the_port_names(tmp_path)
         result = box.hotline_json("call", "--line", "gsm2", "--from", "+359888123456", "--hold", "2", "--json")
         assert result["outcome"] == "answered"
         assert box.engine.request("call", id=result["call_id"])["line_id"] == "gsm1"
+    finally:
+        box.stop()
+
+
+def test_a_huawei_with_voice_locked_is_named_on_its_pages_and_its_callers_are_journaled(tmp_path):
+    """Firmware without voice (^CVOICE:1): the line is up for SMS and USSD, and says it takes no calls."""
+    config = demo_config()
+    config["virtual"]["modems"][1].update(model="e1550")
+    config["virtual"]["modems"][1]["voice"] = "locked"
+    config["lines"][1]["driver"] = "auto"
+    ConfigStore(tmp_path).save(config)
+    box = Box(tmp_path)
+    box.start("twin", "engine")
+    try:
+        lines = {line["id"]: line for line in box.hotline_json("status")["lines"]}
+        assert (lines["gsm2"]["state"], lines["gsm2"]["voice"]) == ("up", "locked by firmware")
+        assert lines["gsm1"]["voice"] == "ok"
+        web = create_app({"DATA_DIR": box.data_dir, "TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+        username, password = ADMIN
+        web.post("/setup", data={"username": username, "password": password, "confirm": password})
+        page = web.get("/lines/gsm2").get_data(as_text=True)
+        assert 'id="line-voice" class="state-down"' in page and "voice is locked by the modem" in page
+        assert "voice is locked" not in web.get("/lines/gsm1").get_data(as_text=True)
+        listing = web.get("/lines/").get_data(as_text=True)
+        assert listing.count("voice-locked") == 1
+        result = box.hotline_json("call", "--line", "gsm2", "--from", "+359888123456", "--hold", "2", "--json")
+        assert not result["answered"]
+        call = wait_for(lambda: [c for c in box.engine.request("calls", last=5) if c["caller"] == "+359888123456"
+                                 and c["ended_at"]])[0]
+        events = box.engine.request("call", id=call["id"])["events"]
+        assert call["outcome"] == "failed" and not call["answered_at"]
+        assert any("voice locked by firmware" in event.get("error", "") for event in events)
+        assert box.engine.request("ussd", line="gsm2", code="*100#")["reply"] == "Balance: 12.50 BGN"
     finally:
         box.stop()

@@ -47,7 +47,8 @@ class VirtualWorld:
             raise
 
     def _add_modem(self, item):
-        modem = ALL_EMULATORS[item["model"]](self.network, item["number"],
+        options = {"voice": item["voice"]} if item.get("voice", "ok") != "ok" else {}  # e1550 only (config checks)
+        modem = ALL_EMULATORS[item["model"]](self.network, item["number"], **options,
                                              imei=item.get("imei") or _imei(len(self.modems)), pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")
