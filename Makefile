@@ -22,8 +22,9 @@ test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/test_api_fuzz.py
 	$(BIN)/python -m pytest tests/test_api_fuzz.py  # serial: under xdist schemathesis folds its cases into one
 
+SOAK_CALLS ?= 10000
 bench: setup
-	$(BIN)/python bench/run_all.py
+	SOAK_CALLS=$(SOAK_CALLS) $(BIN)/python bench/run_all.py
 
 setup: $(STAMP)
 
