@@ -225,20 +225,19 @@ def test_step_two_shows_the_lines_and_binds_one_by_imei(web, box):
     assert ">bound by IMEI<" in web.get("/onboarding/lines").get_data(as_text=True)
 
 
-def test_step_two_makes_a_found_modem_a_line_bound_by_its_imei(web, box, monkeypatch):
-    from web_ui import onboarding
-
-    found = {"port": "/dev/ttyUSB2", "family": "sim7600", "model": "SIMCOM_SIM7600E-H", "imei": "861234567890999",
-             "iccid": "8935901990012345000", "sim": "READY", "operator": "A1 BG", "signal_dbm": -71}
-    monkeypatch.setattr(onboarding, "unbound_modems", lambda: ([found], None))
+def test_step_two_makes_a_found_modem_a_line_bound_by_its_imei(web, box, sim7600):
+    """One more emulated modem on a port the engine scans: the guide lists it and makes it a line."""
+    settings = dict(in_force(box, "settings"), modem_ports=["dev/*-at", sim7600.at.path])
+    assert box.engine.request("config_put", section="settings", value=settings)["saved"]
     page = web.get("/onboarding/lines").get_data(as_text=True)
-    row = re.search(r'<tr data-imei="861234567890999">.*?</tr>', page, re.S).group(0)
-    for text in ("SIMCOM_SIM7600E-H", "8935901990012345000", "A1 BG", "-71 dBm", "Make it a line"):
+    row = re.search(rf'<tr data-imei="{sim7600.imei}">.*?</tr>', page, re.S).group(0)
+    for text in ("SIMCOM_SIM7600E-H", sim7600.iccid, "VIRTUAL GSM", " dBm", "Make it a line"):
         assert text in row
-    assert web.post("/onboarding/lines/bind", data={"imei": found["imei"]}).status_code == 302
+    assert web.post("/onboarding/lines/bind", data={"imei": sim7600.imei}).status_code == 302
     line = in_force(box, "lines")[-1]
-    assert line["imei"] == found["imei"] and line["driver"] == "auto" and line["flow"] == "main"
+    assert line["imei"] == sim7600.imei and line["driver"] == "auto" and line["flow"] == "main"
     assert line["id"] not in {"gsm1", "gsm2", "sip1"} and "port" not in line
+    assert ">bound by IMEI<" in web.get("/onboarding/lines").get_data(as_text=True)
 
 
 def test_step_three_applies_a_template_through_the_engine(web, box):
