@@ -11,7 +11,7 @@ DEB_PACKAGES := espeak-ng ffmpeg
 TEST_DEB_PACKAGES := chromium shellcheck systemd udev sip-tester baresip-core
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test bench setup system-packages node-packages clean
+.PHONY: run test bench pi-check setup system-packages node-packages clean
 
 run: setup
 	$(BIN)/hotline run --data $(DATA) --port $(PORT)
@@ -25,6 +25,13 @@ test: setup
 SOAK_CALLS ?= 10000
 bench: setup
 	SOAK_CALLS=$(SOAK_CALLS) $(BIN)/python bench/run_all.py
+
+# The real install.sh in an arm64 Debian root under qemu-user (systemd/pi-check.sh); the
+# root is cached in build/pi-check. PI_ARCH=armhf checks the 32-bit root of older Pis.
+PI_ARCH ?= arm64
+pi-check:
+	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="debootstrap qemu-user-static curl git"
+	@sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; $$sudo systemd/pi-check.sh --arch $(PI_ARCH)
 
 setup: $(STAMP)
 
@@ -57,4 +64,4 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info  # build/pi-check too: the next make pi-check makes its root again

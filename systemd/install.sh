@@ -75,6 +75,12 @@ PORT=8080
 PACKAGES=(python3 python3-venv ffmpeg espeak-ng usb-modeswitch usb-modeswitch-data fake-hwclock)
 SOURCES=(setup.py README.md appliance firmware web_ui hardware)
 
+# systemd installed but not running as PID 1: a chroot, or an SD card image being built
+# (systemd/pi-check.sh runs it so). Files, packages and users are made as usual; the
+# units and rules take effect at the first boot.
+BOOTED=0
+if [[ -d /run/systemd/system ]]; then BOOTED=1; fi
+
 CHANGES=0
 CODE_CHANGED=0
 UNITS_CHANGED=0
@@ -310,10 +316,12 @@ install_docs() {
 
 install_rules() {
     if install_file "$SRC/hardware/99-hotline-modems.rules" "$RULES" 0644; then RULES_CHANGED=1; fi
-    if install_file "$SRC/systemd/journald-hotline.conf" "$JOURNALD" 0644 && [[ $SYSTEM == 1 ]]; then
+    if install_file "$SRC/systemd/journald-hotline.conf" "$JOURNALD" 0644 && [[ $SYSTEM == 1 && $BOOTED == 1 ]]; then
         systemctl restart systemd-journald.service
     fi
-    if [[ $RULES_CHANGED == 1 && $SYSTEM == 1 ]]; then
+    if [[ $RULES_CHANGED == 1 && $SYSTEM == 1 && $BOOTED == 0 ]]; then
+        say "  udev is not running here: the rules apply at the next boot"
+    elif [[ $RULES_CHANGED == 1 && $SYSTEM == 1 ]]; then
         udevadm control --reload-rules
         udevadm trigger --action=add --subsystem-match=tty --subsystem-match=usb --subsystem-match=sound \
             --subsystem-match=gpio
@@ -329,13 +337,18 @@ install_units() {
         ensure_link "$UNIT_DIR/$unit" "$WANTS/$unit" || true
     done
     [[ $SYSTEM == 1 ]] || return 0
-    if [[ $UNITS_CHANGED == 1 ]]; then systemctl daemon-reload; fi
     # ModemManager probes every new serial port with AT commands of its own: it must keep
     # off the modems (the udev rules tell it too, this makes sure).
     if systemctl is-enabled --quiet ModemManager.service 2>/dev/null; then
-        systemctl disable --now ModemManager.service
+        if [[ $BOOTED == 1 ]]; then systemctl disable --now ModemManager.service
+        else systemctl disable ModemManager.service; fi
         changed "ModemManager disabled (it would probe the modems' AT ports)"
     fi
+    if [[ $BOOTED == 0 ]]; then
+        say "  systemd is not running here (a chroot or an image): the units start at the next boot"
+        return 0
+    fi
+    if [[ $UNITS_CHANGED == 1 ]]; then systemctl daemon-reload; fi
     if [[ $CODE_CHANGED == 1 || $UNITS_CHANGED == 1 ]]; then
         systemctl restart "${ENABLED[@]}"
         changed "restarted ${ENABLED[*]}"
@@ -390,7 +403,7 @@ do_uninstall() {
     if [[ $SYSTEM == 1 ]]; then
         for unit in "${ENABLED[@]}"; do
             if systemctl is-active --quiet "$unit" || systemctl is-enabled --quiet "$unit" 2>/dev/null; then
-                systemctl disable --now "$unit"
+                if [[ $BOOTED == 1 ]]; then systemctl disable --now "$unit"; else systemctl disable "$unit"; fi
                 changed "stopped and disabled $unit"
             fi
         done
@@ -400,7 +413,7 @@ do_uninstall() {
     remove "$RULES"
     remove "$JOURNALD"
     remove "$OPT"
-    if [[ $SYSTEM == 1 ]]; then
+    if [[ $SYSTEM == 1 && $BOOTED == 1 ]]; then
         systemctl daemon-reload
         udevadm control --reload-rules || true
     fi
