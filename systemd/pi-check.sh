@@ -96,6 +96,8 @@ host_mirror() {
 make_root() {
     if [[ $FRESH == 1 ]]; then
         unmount_all
+        # A bind mount of the host's /dev left by a killed run must never be deleted through.
+        grep -q " $ROOTFS/" /proc/mounts && die "something is still mounted under $ROOTFS: unmount it first"
         rm -rf "$ROOTFS"
     fi
     if [[ -f $ROOTFS/.pi-check-root ]]; then
