@@ -15,6 +15,7 @@ from appliance.control import ControlClient
 from appliance.journal import JOURNAL_FILE, Journal
 
 from .conftest import Box, greeting_config, wait_for
+from .test_salvage import ffprobe_seconds
 
 
 @pytest.fixture
@@ -72,9 +73,9 @@ def test_a_recording_and_a_message_cut_by_a_crash_are_repaired_compressed_and_at
         assert sorted(e["what"] for e in salvaged) == ["recording", "voicemail"]
         assert all("cut by a restart" in e["reason"] for e in salvaged) and call["outcome"] == "interrupted"
         recording = os.path.join(box.data_dir, call["recording"])
-        heard = _ffprobe_seconds(recording)
+        heard = ffprobe_seconds(recording)
         assert heard >= 3.0
-        said = _ffprobe_seconds(os.path.join(box.data_dir, message["recording"]))
+        said = ffprobe_seconds(os.path.join(box.data_dir, message["recording"]))
         assert 2.0 <= said <= heard and message["seconds"] == pytest.approx(said, abs=0.05)
         assert _tone_level(os.path.join(box.data_dir, message["recording"])) > 1000  # the caller's voice
         assert not glob.glob(os.path.join(box.data_dir, "*", "**", "*.part"), recursive=True)
@@ -122,12 +123,6 @@ def _tone(path):
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=1000:duration=60",
                     "-ar", "8000", "-ac", "1", "-sample_fmt", "s16", str(path)], check=True)
     return str(path)
-
-
-def _ffprobe_seconds(path):
-    done = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-                          capture_output=True, text=True, check=True)
-    return float(done.stdout)
 
 
 def _tone_level(path):
