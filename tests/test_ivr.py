@@ -146,7 +146,9 @@ def test_a_caller_is_forwarded_and_bridged_through_the_box(ivr_box):
     call(ivr_box, "in1", "+359888100003", digits="13", hold=9, tone=1000)
     record = last_call_from(ivr_box, "+359888100003")
     assert record["outcome"] == "forwarded" and kinds(record, "bridged")
-    legs = [c for c in ivr_box.engine.request("calls", last=50) if c["parent_id"] == record["id"]]
+    # The operator's leg is closed just after the caller's: wait for its final record.
+    legs = wait_for(lambda: [c for c in ivr_box.engine.request("calls", last=50)
+                             if c["parent_id"] == record["id"] and c["ended_at"]], timeout=20)
     assert [(leg["role"], leg["callee"], leg["outcome"]) for leg in legs] == [("forward", FORWARD_TO, "answered")]
 
 
