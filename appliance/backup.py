@@ -552,13 +552,15 @@ def _keep_previous(live, path):
 
 
 def _mark_stale_outbox(path):
-    """Notifications still pending in a backup are old news: never send them days later."""
+    """Notifications still pending in a backup are old news: never send them days later; reports are rebuilt."""
     conn = sqlite3.connect(path)
     try:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone():
             conn.execute("UPDATE outbox SET status = 'failed', last_error = 'not sent: restored from a backup'"
                          " WHERE status = 'pending'")
-            conn.commit()
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'report_meta'").fetchone():
+            conn.execute("DELETE FROM report_meta")  # the reports' roll-up is rebuilt from the restored calls
+        conn.commit()
     finally:
         conn.close()
 

@@ -175,6 +175,56 @@ MIGRATIONS = (
         revoked_at TEXT
     );
     """,
+    # The reports' roll-up (appliance/reports.py): caller rows and operator legs summed per
+    # UTC quarter hour (every time zone's midnight falls on one). Triggers mark the quarter
+    # of every changed call dirty in the same transaction; a report recomputes dirty
+    # quarters from the calls before it reads, so the roll-up is never stale.
+    """
+    CREATE TABLE report_slots (
+        slot INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        abandon_wait INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        within INTEGER NOT NULL,
+        wait_sum REAL NOT NULL,
+        wait_max REAL,
+        handle_sum REAL NOT NULL,
+        handles INTEGER NOT NULL,
+        PRIMARY KEY (slot, line, queue, operator, kind, abandon_wait)
+    ) WITHOUT ROWID;
+    CREATE TABLE report_legs (
+        slot INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        rung INTEGER NOT NULL,
+        not_taken INTEGER NOT NULL,
+        PRIMARY KEY (slot, operator)
+    ) WITHOUT ROWID;
+    CREATE TABLE report_dirty (slot INTEGER PRIMARY KEY);
+    CREATE TABLE report_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TRIGGER report_call_added AFTER INSERT ON calls BEGIN
+        INSERT OR IGNORE INTO report_dirty (slot)
+            SELECT CAST(strftime('%s', started_at) AS INTEGER) / 900 FROM calls
+             WHERE id IN (NEW.id, NEW.parent_id) AND strftime('%s', started_at) IS NOT NULL;
+    END;
+    CREATE TRIGGER report_call_changed AFTER UPDATE OF line_id, direction, started_at, outcome, talk_seconds,
+            queue, operator, wait_seconds, role, parent_id ON calls BEGIN
+        INSERT OR IGNORE INTO report_dirty (slot)
+            SELECT CAST(strftime('%s', started_at) AS INTEGER) / 900 FROM calls
+             WHERE id IN (NEW.id, NEW.parent_id, OLD.parent_id) AND strftime('%s', started_at) IS NOT NULL;
+        INSERT OR IGNORE INTO report_dirty (slot)
+            SELECT CAST(strftime('%s', OLD.started_at) AS INTEGER) / 900 WHERE strftime('%s', OLD.started_at) IS NOT NULL;
+    END;
+    CREATE TRIGGER report_call_removed AFTER DELETE ON calls BEGIN
+        INSERT OR IGNORE INTO report_dirty (slot)
+            SELECT CAST(strftime('%s', started_at) AS INTEGER) / 900 FROM calls
+             WHERE id = OLD.parent_id AND strftime('%s', started_at) IS NOT NULL;
+        INSERT OR IGNORE INTO report_dirty (slot)
+            SELECT CAST(strftime('%s', OLD.started_at) AS INTEGER) / 900 WHERE strftime('%s', OLD.started_at) IS NOT NULL;
+    END;
+    """,
 )
 
 
@@ -203,13 +253,24 @@ def migrate(conn):
             if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
                 conn.execute("ROLLBACK")  # the other process got here first
                 continue
-            for statement in filter(str.strip, script.split(";")):
+            for statement in statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def statements(script):
+    """The SQL statements of a migration script; a trigger's body keeps its inner semicolons."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 def schema_version(conn):

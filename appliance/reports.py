@@ -39,9 +39,12 @@ import io
 import math
 import zoneinfo
 
+from appliance import rollup
+
 GROUP_BYS = ("half_hour", "hour", "day", "line", "queue", "operator", "weekday_hour")
 DEFAULT_SERVICE_LEVEL_SECONDS = 20
 DEFAULT_AHT_SECONDS = 180.0  # staffing needs some handle time even before the first answered call
+EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 # Outcomes of caller rows and the column each one is counted in; the rest go to "other".
@@ -161,26 +164,46 @@ def target_seconds_for(queue, service_level=None):
 
 def summarise(calls, service_level=None):
     """The figures of one group of caller calls (see the module docstring for the formulas)."""
-    figures = dict.fromkeys(COUNT_KEYS, 0)
-    for call in calls:
-        figures[call["kind"]] += 1
-    offered = len(calls) - figures["blocked"]
-    answered = [call for call in calls if call["kind"] == "answered"]
+    return figures_of(_part(call, service_level) for call in calls)
+
+
+def _part(call, service_level):
+    """One call as a roll-up part: (column, calls, answered within T, wait sum, max wait, handle sum, handles)."""
+    answered = call["kind"] == "answered"
     # an answered call with no recorded wait was put through at once
-    waits = [call["wait"] or 0.0 for call in answered]
-    handles = [call["handle"] for call in answered if call["handle"] is not None]
-    within = sum(1 for call in answered if (call["wait"] or 0.0) <= target_seconds_for(call["queue"], service_level))
+    wait = call["wait"] or 0.0
+    within = answered and wait <= target_seconds_for(call["queue"], service_level)
+    handle = call["handle"] if answered else None
+    return (call["kind"], 1, int(within), wait if answered else 0.0, call["wait"],
+            handle or 0.0, int(handle is not None))
+
+
+def figures_of(parts):
+    """The figures of a group from its parts: single calls or the roll-up's sums (one definition for both)."""
+    figures = dict.fromkeys(COUNT_KEYS, 0)
+    within = handles = 0
+    wait_sum = handle_sum = 0.0
+    max_wait = None
+    for kind, calls, part_within, part_wait_sum, part_max, part_handle_sum, part_handles in parts:
+        figures[kind] += calls
+        if kind == "answered":
+            within += part_within
+            wait_sum += part_wait_sum
+            handle_sum += part_handle_sum
+            handles += part_handles
+        if kind != "blocked" and part_max is not None:
+            max_wait = part_max if max_wait is None else max(max_wait, part_max)
+    offered = sum(figures[key] for key in COUNT_KEYS) - figures["blocked"]
     sl_base = figures["answered"] + figures["abandoned"]
     lost_base = offered - figures["short_abandoned"]
-    queued = [call["wait"] for call in calls if call["wait"] is not None and call["kind"] != "blocked"]
     figures.update(
         offered=offered,
         answered_within=within,
         service_level=within / sl_base if sl_base else None,
         abandon_rate=figures["abandoned"] / lost_base if lost_base else None,
-        asa=_mean(waits),
-        aht=_mean(handles),
-        max_wait=max(queued) if queued else None,
+        asa=wait_sum / figures["answered"] if figures["answered"] else None,
+        aht=handle_sum / handles if handles else None,
+        max_wait=max_wait,
     )
     return figures
 
@@ -230,48 +253,198 @@ def _keys(found, group_by, first_day, last_day):
     return sorted(found, key=lambda key: (key == "", key))
 
 
-def traffic(conn, start, end, tz, group_by, short_abandon_seconds=5, service_level=None):
+def traffic(conn, start, end, tz, group_by, short_abandon_seconds=5, service_level=None, exact=False):
     """Traffic figures per group: {"group_by", "rows": [{"key", "label", figures...}], "total": figures}.
 
     ``start`` and ``end`` are local dates (inclusive) or aware datetimes (half-open);
-    ``service_level`` maps queue -> T seconds (or is one number for every queue).
+    ``service_level`` maps queue -> T seconds (or is one number for every queue). The
+    figures come from the roll-up when the range allows it, else (or with ``exact``) from
+    every caller row.
     """
     if group_by not in GROUP_BYS:
         raise ValueError(f"unknown grouping {group_by!r}")
-    tzinfo = zone(tz)
-    calls = caller_calls(conn, start, end, tzinfo, short_abandon_seconds)
-    groups = {}
-    for call in calls:
-        groups.setdefault(group_key(call, group_by), []).append(call)
-    start_utc, end_utc = utc_bounds(start, end, tzinfo)
-    first_day = start_utc.astimezone(tzinfo).date()
-    last_day = (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+    source = window(conn, start, end, tz, short_abandon_seconds, service_level, exact)
+    groups = source.groups(group_by)
     keys = list(groups)
     legs = {}
     if group_by == "operator":
-        legs = operator_legs(conn, start, end, tzinfo)
+        legs = source.legs()
         keys += [operator for operator in legs if operator not in groups]  # rung but never answered
     rows = []
-    for key in _keys(keys, group_by, first_day, last_day):
-        row = {"key": key, "label": group_label(key, group_by), **summarise(groups.get(key, []), service_level)}
+    for key in _keys(keys, group_by, source.first_day, source.last_day):
+        row = {"key": key, "label": group_label(key, group_by), **figures_of(groups.get(key, []))}
         if group_by == "operator":
             row.update(legs.get(key, {"rung": 0, "not_taken": 0}))
         rows.append(row)
-    total = summarise(calls, service_level)
+    total = figures_of(part for parts in groups.values() for part in parts)
     if group_by == "operator":
         total.update(rung=sum(leg["rung"] for leg in legs.values()),
                      not_taken=sum(leg["not_taken"] for leg in legs.values()))
-    return {"group_by": group_by, "start": first_day, "end": last_day,
+    return {"group_by": group_by, "start": source.first_day, "end": source.last_day,
             "short_abandon_seconds": short_abandon_seconds, "rows": rows, "total": total}
 
 
-def heat_map(conn, start, end, tz):
+def heat_map(conn, start, end, tz, exact=False):
     """Offered calls as a 7 x 24 grid: grid[weekday (0 = Monday)][local hour]."""
     grid = [[0] * 24 for _ in range(7)]
-    for call in caller_calls(conn, start, end, tz):
-        if call["kind"] != "blocked":
-            grid[call["local"].weekday()][call["local"].hour] += 1
+    for (weekday, hour), parts in window(conn, start, end, tz, exact=exact).groups("weekday_hour").items():
+        grid[weekday][hour] = sum(calls for kind, calls, *_ in parts if kind != "blocked")
     return grid
+
+
+# --- where the figures come from: every caller row, or the roll-up ---------------------------------
+
+def window(conn, start, end, tz, short_abandon_seconds=5, service_level=None, exact=False):
+    """The calls of a range as report parts: from the roll-up if the range and limits allow, else exact."""
+    tzinfo = zone(tz)
+    start_utc, end_utc = utc_bounds(start, end, tzinfo)
+    offsets = None if exact else _quarter_offsets(start_utc, end_utc, tzinfo)
+    if offsets is None or short_abandon_seconds not in range(rollup.MAX_SHORT_SECONDS + 1):
+        return _Rows(conn, start_utc, end_utc, tzinfo, short_abandon_seconds, service_level)
+    rollup.refresh(conn, service_level, keep_targets=service_level is None)
+    return _Rolled(conn, start_utc, end_utc, tzinfo, short_abandon_seconds, offsets)
+
+
+def _quarter_offsets(start_utc, end_utc, tzinfo):
+    """[(first quarter, UTC offset s)] over the range, or None unless all fall on quarter hours."""
+    quarter = rollup.SLOT_SECONDS
+    low, high = int(start_utc.timestamp()), int(end_utc.timestamp())
+    if low % quarter or high % quarter:
+        return None
+    changes = []
+    for slot in _offset_changes(low // quarter, high // quarter, tzinfo):
+        offset = _offset_at(slot, tzinfo)
+        if offset % quarter:
+            return None
+        changes.append((slot, offset))
+    return changes
+
+
+def _offset_at(slot, tzinfo):
+    moment = datetime.datetime.fromtimestamp(slot * rollup.SLOT_SECONDS, datetime.timezone.utc)
+    return int(moment.astimezone(tzinfo).utcoffset().total_seconds())
+
+
+def _offset_changes(first, end, tzinfo):
+    """The range's first quarter and every quarter where the zone's offset changes (a day's scan, then halving)."""
+    found, day = [first], 96
+    slot = first
+    while slot < end:
+        step = min(day, end - slot)
+        if _offset_at(slot + step - 1, tzinfo) != _offset_at(found[-1], tzinfo):
+            low, high = slot, slot + step - 1  # the change is in (low, high]
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if _offset_at(middle, tzinfo) == _offset_at(low, tzinfo) else (low, middle)
+            found.append(high)
+            slot = high
+            continue
+        slot += step
+    return found
+
+
+class _Rows:
+    """Report parts computed from every caller row of the range (the reference the roll-up must match)."""
+
+    def __init__(self, conn, start_utc, end_utc, tzinfo, short_abandon_seconds, service_level):
+        self.conn, self.start_utc, self.end_utc, self.tzinfo = conn, start_utc, end_utc, tzinfo
+        self.short, self.service_level = short_abandon_seconds, service_level
+        self.first_day = start_utc.astimezone(tzinfo).date()
+        self.last_day = (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+        self._calls = None
+
+    def calls(self):
+        """The caller rows of the range (read once)."""
+        if self._calls is None:
+            self._calls = caller_calls(self.conn, self.start_utc, self.end_utc, self.tzinfo, self.short)
+        return self._calls
+
+    def groups(self, group_by):
+        """{group key: [parts]}."""
+        groups = {}
+        for call in self.calls():
+            groups.setdefault(group_key(call, group_by), []).append(_part(call, self.service_level))
+        return groups
+
+    def legs(self):
+        """{operator: {"rung", "not_taken"}}."""
+        return operator_legs(self.conn, self.start_utc, self.end_utc, self.tzinfo)
+
+    def days(self):
+        """How many local days of the range had an offered call."""
+        return len({call["local"].date() for call in self.calls() if call["kind"] != "blocked"})
+
+    def demand(self):
+        """{local hour: [parts]} of the calls that asked for an operator (queued, not a short abandon)."""
+        by_hour = {}
+        for call in self.calls():
+            if call["queue"] and call["kind"] not in ("short_abandoned", "blocked"):
+                by_hour.setdefault(call["local"].hour, []).append(_part(call, self.service_level))
+        return by_hour
+
+
+class _Rolled:
+    """The same parts summed in SQL from the roll-up's quarter hours."""
+
+    KEYS = {"half_hour": "(({local}) % 86400) / 1800 * 30", "hour": "(({local}) % 86400) / 3600",
+            "day": "({local}) / 86400", "weekday_hour": "((({local}) / 86400 + 3) % 7) * 24 + (({local}) % 86400) / 3600",
+            "line": "line", "queue": "queue", "operator": "operator"}
+    PARTS = ("kind, kind = 'abandoned' AND abandon_wait < :short AS short, SUM(calls), SUM(within),"
+             " TOTAL(wait_sum), MAX(wait_max), TOTAL(handle_sum), SUM(handles)")
+
+    def __init__(self, conn, start_utc, end_utc, tzinfo, short_abandon_seconds, offsets):
+        self.conn, self.short = conn, short_abandon_seconds
+        self.first_day = start_utc.astimezone(tzinfo).date()
+        self.last_day = (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+        self.bounds = {"first": int(start_utc.timestamp()) // rollup.SLOT_SECONDS,
+                       "end": int(end_utc.timestamp()) // rollup.SLOT_SECONDS, "short": short_abandon_seconds}
+        # local seconds of a quarter: its UTC start plus the offset in force (integers computed above)
+        offset = str(offsets[-1][1])
+        if len(offsets) > 1:
+            cases = " ".join(f"WHEN slot < {slot} THEN {off}" for (_, off), (slot, _) in zip(offsets, offsets[1:]))
+            offset = f"CASE {cases} ELSE {offset} END"
+        self.local = f"slot * {rollup.SLOT_SECONDS} + {offset}"
+
+    def groups(self, group_by):
+        """{group key: [parts]}."""
+        groups = {}
+        for key, kind, short, *sums in self._select(self.KEYS[group_by]):
+            part = ("short_abandoned" if short else kind, *sums)
+            groups.setdefault(self._key(key, group_by), []).append(part)
+        return groups
+
+    def legs(self):
+        """{operator: {"rung", "not_taken"}}."""
+        rows = self.conn.execute("SELECT operator, SUM(rung), SUM(not_taken) FROM report_legs"
+                                 " WHERE slot >= :first AND slot < :end GROUP BY operator", self.bounds)
+        return {operator: {"rung": rung, "not_taken": not_taken} for operator, rung, not_taken in rows}
+
+    def days(self):
+        """How many local days of the range had an offered call."""
+        sql = (f"SELECT COUNT(DISTINCT ({self.local}) / 86400) FROM report_slots"
+               " WHERE slot >= :first AND slot < :end AND kind <> 'blocked'")
+        return self.conn.execute(sql, self.bounds).fetchone()[0]
+
+    def demand(self):
+        """{local hour: [parts]} of the calls that asked for an operator (queued, not a short abandon)."""
+        by_hour = {}
+        where = "queue <> '' AND kind <> 'blocked' AND NOT (kind = 'abandoned' AND abandon_wait < :short)"
+        for hour, kind, _short, *sums in self._select(self.KEYS["hour"], where):
+            by_hour.setdefault(hour, []).append((kind, *sums))
+        return by_hour
+
+    def _select(self, key, where="1"):
+        sql = (f"SELECT {key.format(local=self.local)} AS k, {self.PARTS} FROM report_slots"
+               f" WHERE slot >= :first AND slot < :end AND {where} GROUP BY k, kind, short")
+        return self.conn.execute(sql, self.bounds).fetchall()
+
+    @staticmethod
+    def _key(key, group_by):
+        if group_by == "day":
+            return datetime.date.fromordinal(EPOCH_ORDINAL + key)
+        if group_by == "weekday_hour":
+            return divmod(key, 24)
+        return key
 
 
 # --- Erlang C ------------------------------------------------------------------------------------
@@ -354,29 +527,28 @@ def calculator(calls_per_hour, aht_seconds, target_seconds, target_level, max_oc
 
 
 def staffing(conn, start, end, tz, target_seconds=20, target_level=0.8, short_abandon_seconds=5,
-             max_occupancy=0.85):
+             max_occupancy=0.85, exact=False):
     """Operators to plan per local hour of day, from the measured traffic.
 
     Demand counts the calls that asked for an operator (joined a queue; short abandons
     left out), averaged over the days of the range that had any offered call. AHT is the
     hour's measured AHT, else the range's, else 180 s.
     """
-    calls = [call for call in caller_calls(conn, start, end, tz, short_abandon_seconds) if call["kind"] != "blocked"]
-    days = len({call["local"].date() for call in calls})
-    overall_aht = summarise(calls)["aht"]
-    by_hour = {}
-    for call in calls:
-        if call["queue"] and call["kind"] != "short_abandoned":
-            by_hour.setdefault(call["local"].hour, []).append(call)
+    source = window(conn, start, end, tz, short_abandon_seconds, exact=exact)
+    days = source.days()
+    overall_aht = figures_of(part for parts in source.groups("hour").values() for part in parts
+                             if part[0] != "blocked")["aht"]
+    by_hour = source.demand()
     rows = []
     for hour in sorted(by_hour):
-        hour_calls = by_hour[hour]
-        measured = summarise(hour_calls)["aht"]
+        hour_calls = figures_of(by_hour[hour])
+        measured = hour_calls["aht"]
         aht = measured or overall_aht or DEFAULT_AHT_SECONDS
-        per_hour = len(hour_calls) / days
+        calls = sum(hour_calls[key] for key in COUNT_KEYS)
+        per_hour = calls / days
         agents = agents_needed(per_hour, aht, target_seconds, target_level, max_occupancy)
         row = erlang_row(per_hour, aht, target_seconds, agents)
-        row.update(hour=hour, label=f"{hour:02d}:00", calls=len(hour_calls), calls_per_hour=per_hour, aht=aht,
+        row.update(hour=hour, label=f"{hour:02d}:00", calls=calls, calls_per_hour=per_hour, aht=aht,
                    aht_measured=measured is not None)
         rows.append(row)
     return {"days": days, "target_seconds": target_seconds, "target_level": target_level,
