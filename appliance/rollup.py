@@ -17,6 +17,8 @@ never waits long for the journal.
 import datetime
 import json
 
+from appliance.journal import Transaction as _write  # BEGIN IMMEDIATE: the engine waits at most one chunk
+
 SLOT_SECONDS = 900
 MAX_SHORT_SECONDS = 600  # abandoned waits are kept to the second up to here (the report page's bound)
 DEFAULT_TARGET = 20
@@ -153,16 +155,3 @@ def _meta(conn, key):
 def _set_meta(conn, **values):
     conn.executemany("INSERT OR REPLACE INTO report_meta (key, value) VALUES (?, ?)", values.items())
 
-
-class _write:
-    """One IMMEDIATE transaction on an autocommit connection: the engine's writes wait at most for it."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
