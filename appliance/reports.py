@@ -98,16 +98,6 @@ def utc_bounds(start, end, tz):
     return start.astimezone(datetime.timezone.utc), end.astimezone(datetime.timezone.utc)
 
 
-def _iso(moment):
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _padded(start_utc, end_utc):
-    """SQL bounds a day wider: timestamps written in another ISO style still compare, then get filtered exactly."""
-    day = datetime.timedelta(days=1)
-    return _iso(start_utc - day), _iso(end_utc + day)
-
-
 # --- reading the journal ---------------------------------------------------------------------
 
 def classify(outcome, wait_seconds, short_abandon_seconds=5):
@@ -124,7 +114,7 @@ def caller_calls(conn, start, end, tz, short_abandon_seconds=5):
     tzinfo = zone(tz)
     start_utc, end_utc = utc_bounds(start, end, tzinfo)
     calls = []
-    for row in conn.execute(CALLER_SQL, _padded(start_utc, end_utc)):
+    for row in conn.execute(CALLER_SQL, rollup.padded_bounds(start_utc, end_utc)):
         started = parse_time(row["started_at"])
         if not start_utc <= started < end_utc:
             continue
@@ -142,7 +132,7 @@ def operator_legs(conn, start, end, tz):
     """Per operator: how often the box rang them and how often they did not take the caller."""
     start_utc, end_utc = utc_bounds(start, end, tz)
     legs = {}
-    for row in conn.execute(LEG_SQL, _padded(start_utc, end_utc)):
+    for row in conn.execute(LEG_SQL, rollup.padded_bounds(start_utc, end_utc)):
         if not start_utc <= parse_time(row["started_at"]) < end_utc:
             continue
         counts = legs.setdefault(row["operator"], {"rung": 0, "not_taken": 0})
@@ -305,6 +295,11 @@ def window(conn, start, end, tz, short_abandon_seconds=5, service_level=None, ex
     return _Rolled(conn, start_utc, end_utc, tzinfo, short_abandon_seconds, offsets)
 
 
+def local_days(start_utc, end_utc, tzinfo):
+    """The first and the last local date of a half-open UTC range."""
+    return start_utc.astimezone(tzinfo).date(), (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+
+
 def _quarter_offsets(start_utc, end_utc, tzinfo):
     """[(first quarter, UTC offset s)] over the range, or None unless all fall on quarter hours."""
     quarter = rollup.SLOT_SECONDS
@@ -349,8 +344,7 @@ class _Rows:
     def __init__(self, conn, start_utc, end_utc, tzinfo, short_abandon_seconds, service_level):
         self.conn, self.start_utc, self.end_utc, self.tzinfo = conn, start_utc, end_utc, tzinfo
         self.short, self.service_level = short_abandon_seconds, service_level
-        self.first_day = start_utc.astimezone(tzinfo).date()
-        self.last_day = (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+        self.first_day, self.last_day = local_days(start_utc, end_utc, tzinfo)
         self._calls = None
 
     def calls(self):
@@ -387,15 +381,15 @@ class _Rolled:
     """The same parts summed in SQL from the roll-up's quarter hours."""
 
     KEYS = {"half_hour": "(({local}) % 86400) / 1800 * 30", "hour": "(({local}) % 86400) / 3600",
-            "day": "({local}) / 86400", "weekday_hour": "((({local}) / 86400 + 3) % 7) * 24 + (({local}) % 86400) / 3600",
+            "day": "({local}) / 86400",
+            "weekday_hour": "((({local}) / 86400 + 3) % 7) * 24 + (({local}) % 86400) / 3600",
             "line": "line", "queue": "queue", "operator": "operator"}
     PARTS = ("kind, kind = 'abandoned' AND abandon_wait < :short AS short, SUM(calls), SUM(within),"
              " TOTAL(wait_sum), MAX(wait_max), TOTAL(handle_sum), SUM(handles)")
 
     def __init__(self, conn, start_utc, end_utc, tzinfo, short_abandon_seconds, offsets):
         self.conn, self.short = conn, short_abandon_seconds
-        self.first_day = start_utc.astimezone(tzinfo).date()
-        self.last_day = (end_utc - datetime.timedelta(microseconds=1)).astimezone(tzinfo).date()
+        self.first_day, self.last_day = local_days(start_utc, end_utc, tzinfo)
         self.bounds = {"first": int(start_utc.timestamp()) // rollup.SLOT_SECONDS,
                        "end": int(end_utc.timestamp()) // rollup.SLOT_SECONDS, "short": short_abandon_seconds}
         # local seconds of a quarter: its UTC start plus the offset in force (integers computed above)

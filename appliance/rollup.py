@@ -138,13 +138,17 @@ def _recompute_some(conn):
 
 
 def _text_bounds(first, last):
-    """started_at bounds for the index, a day wider: a timestamp in another ISO style still falls inside."""
-    day = 86400
+    """The started_at bounds of quarters ``first``..``last`` for the index (see padded_bounds)."""
+    low, high = (datetime.datetime.fromtimestamp(slot * SLOT_SECONDS, datetime.timezone.utc)
+                 for slot in (first, last + 1))
+    return dict(zip(("low", "high"), padded_bounds(low, high)))
 
-    def iso(seconds):
-        moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-        return moment.isoformat(timespec="milliseconds")
-    return {"low": iso(first * SLOT_SECONDS - day), "high": iso((last + 1) * SLOT_SECONDS + day)}
+
+def padded_bounds(start_utc, end_utc):
+    """started_at bounds a day wider: a timestamp in another ISO style still falls inside, then is filtered exactly."""
+    day = datetime.timedelta(days=1)
+    return tuple(moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+                 for moment in (start_utc - day, end_utc + day))
 
 
 def _meta(conn, key):
