@@ -157,6 +157,20 @@ def tone_level(pcm, frequency, rate=RATE):
     return float(2 * abs(component) ** 2 / len(samples) / numpy.dot(samples, samples))
 
 
+def tone_blocks(pcm, frequency, block_seconds=0.2, rate=RATE):
+    """``tone_level`` of each ``block_seconds`` block: a tone whose phase jumps (a jitter
+    buffer re-syncing, a starved softphone dropping samples) still reads near 1.0 per block,
+    while one Goertzel over seconds of it adds the pieces out of phase and reads far lower."""
+    size = int(rate * block_seconds) * 2
+    return [round(tone_level(pcm[at:at + size], frequency, rate), 2) for at in range(0, len(pcm) - size + 1, size)]
+
+
+def heard_tone(pcm, frequency, block_seconds=0.2, rate=RATE):
+    """The median block ``tone_level``: how much of the time ``frequency`` is what is heard."""
+    blocks = tone_blocks(pcm, frequency, block_seconds, rate)
+    return float(numpy.median(blocks)) if blocks else 0.0
+
+
 def dominant_frequency(pcm, rate=RATE):
     """The frequency (Hz) with the most power in 16-bit mono PCM; 0.0 for silence."""
     samples = numpy.frombuffer(pcm, dtype="<i2").astype(numpy.float64)
