@@ -52,6 +52,7 @@ class CallSession:
         self.peer = None  # the leg this one is bridged with
         self.hold_seconds = None
         self._voicemail = None
+        self._timers = []  # the leg's own time limits, cancelled when it ends
         self.id = ctx.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
                                          parent_id=parent_id)
         if channel is None and ctx.is_sip(line_id):
@@ -110,7 +111,7 @@ class CallSession:
     def answer(self):
         """Ask the line to pick up; give up if it has not connected in time."""
         self._command("answer", lambda leg: leg.answer())
-        self.ctx.later(ANSWER_TIMEOUT_SECONDS, _weakly(self._answer_overdue))
+        self._later(ANSWER_TIMEOUT_SECONDS, self._answer_overdue)
 
     def reject(self, reason, outcome):
         """Refuse a ringing call without answering it (blacklist, no line for it)."""
@@ -126,7 +127,7 @@ class CallSession:
         self.state = CallState.ANSWERED  # the step shown stays until the handler plays, bridges...
         self.ctx.journal.answer_call(self.id)
         self._start_media()
-        self.ctx.later(self.ctx.config["settings"]["max_call_seconds"], _weakly(self._too_long))
+        self._later(self.ctx.config["settings"]["max_call_seconds"], self._too_long)
         self._publish("call.answered")
         self.handler.on_connected()
 
@@ -134,7 +135,7 @@ class CallSession:
         """Play the line's greeting; a test call hangs up ``hold_seconds`` later."""
         self.play_prompt(self.ctx.greeting_for(self.line_id))
         if self.hold_seconds is not None:
-            self.ctx.later(self.hold_seconds, _weakly(self._hold_over))
+            self._later(self.hold_seconds, self._hold_over)
 
     def _start_media(self):
         port = self.ctx.line_audio(self.line_id, self.channel)
@@ -253,6 +254,8 @@ class CallSession:
         if self.ended:
             return
         self.state = CallState.ENDED  # the last step stays on display
+        for timer in self._timers:
+            timer.cancel()
         self.handler.on_ended()
         recording = self.recording = self._stop_media()
         if self.peer is not None and not self.peer.ended:
@@ -271,6 +274,9 @@ class CallSession:
         if self.direction == "in":
             return "missed"
         return UNCONNECTED_OUTCOMES.get(cause, "failed")
+
+    def _later(self, seconds, method):
+        self._timers.append(self.ctx.later(seconds, _weakly(method)))
 
     def _hold_over(self):
         if not self.ended:

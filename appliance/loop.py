@@ -17,6 +17,7 @@ from .errors import ApplianceError
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 0.5  # the longest the loop sleeps, so that stop() is noticed soon
+COMPACT_MIN = 64  # cancelled timers the heap may hold before it is rebuilt without them
 REQUEST_TIMEOUT = 5.0
 
 
@@ -52,14 +53,20 @@ class FakeClock:
 class Timer:
     """A pending ``later``: it can be cancelled before it fires."""
 
-    __slots__ = ("due", "action", "args", "cancelled")
+    __slots__ = ("due", "action", "args", "cancelled", "_on_cancel")
 
-    def __init__(self, due, action, args):
+    def __init__(self, due, action, args, on_cancel=None):
         self.due, self.action, self.args, self.cancelled = due, action, args, False
+        self._on_cancel = on_cancel
 
     def cancel(self):
-        """Do not run this timer's action."""
+        """Do not run this timer's action; let go of it at once."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.action, self.args = None, ()  # a ten-minute limit must not keep its call's objects till then
+        if self._on_cancel is not None:
+            self._on_cancel()
 
 
 class Loop:
@@ -69,6 +76,7 @@ class Loop:
         self.clock = clock
         self._queue = queue.Queue()
         self._timers = []
+        self._cancelled = 0  # cancelled timers still in the heap
         self._sequence = itertools.count()  # equal due times fire in the order they were set
         self._stop = threading.Event()
         self._thread = None
@@ -79,7 +87,7 @@ class Loop:
 
     def later(self, seconds, action, *args):
         """Run ``action(*args)`` on the loop thread after ``seconds`` (loop thread only)."""
-        timer = Timer(self.clock() + seconds, action, args)
+        timer = Timer(self.clock() + seconds, action, args, self._timer_cancelled)
         heapq.heappush(self._timers, (timer.due, next(self._sequence), timer))
         return timer
 
@@ -129,8 +137,20 @@ class Loop:
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)[2]
-            if not timer.cancelled:
+            if timer.cancelled:
+                self._cancelled -= 1
+            else:
+                timer._on_cancel = None  # out of the heap: cancelling it from now on counts nothing
                 safely(timer.action, *timer.args)
+
+    def _timer_cancelled(self):
+        # Every call cancels its limits when it ends; left in the heap until due, ten minutes
+        # of them would pile up (a thousand at two calls a second) and hold memory the whole time.
+        self._cancelled += 1
+        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(self._timers):
+            self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
 
     def pending_timers(self):
         """How many timers are set and not cancelled."""

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from appliance.errors import ApplianceError
-from appliance.loop import FakeClock, Loop, safely
+from appliance.loop import COMPACT_MIN, FakeClock, Loop, safely
 
 
 @pytest.fixture
@@ -82,6 +82,17 @@ def test_a_cancelled_timer_is_ignored(loop, clock):
     clock.advance(1)
     loop.run_pending()
     assert fired == ["yes"]
+
+
+def test_cancelled_timers_do_not_pile_up_in_the_heap(loop, clock):
+    fired = []
+    loop.later(5, fired.append, "kept")
+    for _ in range(1000):  # each call's ten-minute limit, cancelled when the call ends
+        loop.later(600, fired.append, "no").cancel()
+    assert len(loop._timers) <= 2 * COMPACT_MIN and loop.pending_timers() == 1
+    clock.advance(600)
+    loop.run_pending()
+    assert fired == ["kept"] and loop._timers == []
 
 
 def test_a_failing_action_is_logged_and_the_loop_goes_on(loop, clock, caplog):

@@ -3,6 +3,7 @@ import pytest
 
 from appliance.calls import CallSession, GreetingHandler
 from appliance.handlers import CallHandler
+from appliance.loop import Timer
 from appliance.operators import OFFLINE, ON_CALL, PAUSED, READY, RINGING, WRAP_UP, Operator, OperatorState
 from appliance.queues import CallbackDial, ForwardLeg, OutgoingLeg, RingAttempt
 from appliance.states import ATTEMPT_MOVES, AttemptState, CallState, LegState
@@ -101,7 +102,8 @@ class FakeCtx:
         self.published.append(event)
 
     def later(self, seconds, action, *args):
-        self.timers.append((seconds, action, args))
+        self.timers.append(Timer(seconds, action, args))
+        return self.timers[-1]
 
     def line_command(self, line_id, name, action, channel=None):
         self.commands.append(name)
@@ -156,6 +158,16 @@ def test_handler_hears_events_and_a_second_connect_is_ignored():
     session.dtmf("6")
     assert handler.heard == ["connected", "5", "ended"]
     assert session.ended and ctx.forgotten == [session]
+
+
+def test_an_ended_call_cancels_its_time_limits():
+    ctx = FakeCtx()
+    session = session_on(ctx, caller="+359888000001", handler=Recording())
+    session.answer()
+    session.connected()
+    assert len(ctx.timers) == 2 and not any(timer.cancelled for timer in ctx.timers)
+    session.ended_on_line("remote")
+    assert all(timer.cancelled and timer.action is None for timer in ctx.timers)
 
 
 def test_ended_stays_ended_and_keeps_the_last_step():
