@@ -390,6 +390,7 @@ def test_a_newcomer_goes_from_a_fresh_box_to_a_test_call_the_operator_answers(fr
         timeline = page.locator("#watch-timeline")
         expect(timeline).to_contain_text("operator answered", timeout=60_000)
         expect(page.locator("#watch")).to_contain_text("bachelor")
+        expect(page.locator("#watch-legs")).to_contain_text("Maria Petrova")  # the person, not the id op1
 
         page.goto(url + "/onboarding/test")
         page.click("#finish")

@@ -19,7 +19,7 @@ from appliance.journal import Journal, now
 from appliance.paths import TWIN_SOCKET
 
 from .auth import role_required
-from .configedit import audit
+from .configedit import EngineDown, audit, section
 from .dashboard import command_reply, engine_status, wants_json
 from .db import get_db, get_engine
 
@@ -202,4 +202,13 @@ def call(call_id):
     legs = [dict(row) for row in get_db().execute(
         "SELECT id, role, callee, operator, outcome, answered_at, ended_at, talk_seconds FROM calls"
         " WHERE parent_id = ? ORDER BY id", (call_id,))]
-    return render_template("testcall_call.html", call=record, live=live.get(call_id), legs=legs, live_calls=live)
+    return render_template("testcall_call.html", call=record, live=live.get(call_id), legs=legs, live_calls=live,
+                           names=operator_names())
+
+
+def operator_names():
+    """Operators' names by id, to show a person rather than an id; empty while the engine is down."""
+    try:
+        return {operator["id"]: operator["name"] for operator in section("operators")}
+    except EngineDown:
+        return {}

@@ -49,7 +49,8 @@ class VirtualWorld:
     def _add_modem(self, item):
         options = {"voice": item["voice"]} if item.get("voice", "ok") != "ok" else {}  # e1550 only (config checks)
         modem = ALL_EMULATORS[item["model"]](self.network, item["number"], **options,
-                                             imei=item.get("imei") or _imei(len(self.modems)), pin=item.get("pin"))
+                                             imei=item.get("imei") or _imei(len(self.modems)),
+                                             iccid=_iccid(len(self.modems)), pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")
         if modem.audio is not None:  # a voice modem streams its audio on its one port
@@ -161,7 +162,15 @@ def _speech(audio):
 
 def _imei(index):
     """A distinct, Luhn-valid test IMEI for each emulated modem."""
-    body = f"86123456789{index:03d}"
-    digits = [int(d) for d in body]
-    total = sum(d if i % 2 == 0 else sum(divmod(d * 2, 10)) for i, d in enumerate(digits))
+    return _with_luhn(f"86123456789{index:03d}")
+
+
+def _iccid(index):
+    """A distinct, Luhn-valid test ICCID (19 digits, 89 359: telecom, Bulgaria) for each emulated SIM."""
+    return _with_luhn(f"89359019900123{index:04d}")
+
+
+def _with_luhn(body):
+    digits = [int(d) for d in reversed(body)]  # Luhn doubles every second digit from the check digit's left
+    total = sum(sum(divmod(d * 2, 10)) if i % 2 == 0 else d for i, d in enumerate(digits))
     return body + str((10 - total % 10) % 10)
