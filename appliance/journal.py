@@ -225,6 +225,41 @@ MIGRATIONS = (
             SELECT CAST(strftime('%s', OLD.started_at) AS INTEGER) / 900 WHERE strftime('%s', OLD.started_at) IS NOT NULL;
     END;
     """,
+    # 6: thinner roll-ups read by the reports, derived from report_slots (whose quarters
+    # split by line x queue x operator hold about one call a row): per quarter without the
+    # line, queue and operator for the reports by time; per UTC day and one of line, queue or
+    # operator for those by id. Abandoned waits to the second are read through a partial
+    # index. The next report rebuilds the roll-up into them.
+    """
+    CREATE TABLE report_times (
+        slot INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        queued INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        within INTEGER NOT NULL,
+        wait_sum REAL NOT NULL,
+        wait_max REAL,
+        handle_sum REAL NOT NULL,
+        handles INTEGER NOT NULL,
+        PRIMARY KEY (slot, kind, queued)
+    ) WITHOUT ROWID;
+    CREATE TABLE report_days (
+        dim TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        within INTEGER NOT NULL,
+        wait_sum REAL NOT NULL,
+        wait_max REAL,
+        handle_sum REAL NOT NULL,
+        handles INTEGER NOT NULL,
+        PRIMARY KEY (dim, day, value, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX report_slots_abandons ON report_slots (abandon_wait, slot, line, queue, operator, calls)
+        WHERE kind = 'abandoned';
+    DELETE FROM report_meta;
+    """,
 )
 
 

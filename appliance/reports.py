@@ -282,6 +282,28 @@ def heat_map(conn, start, end, tz, exact=False):
     return grid
 
 
+def today_figures(conn, tzinfo, service_levels, now=None):
+    """The dashboard's callers since local midnight: offered, answered by an operator, abandoned, service level.
+
+    Live, unlike the reports: a caller being talked to counts as answered at once (the
+    operator is written on the caller's row when the two are bridged), before the call ends.
+    """
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    midnight = moment.astimezone(tzinfo).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = midnight.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    rows = conn.execute("SELECT outcome, operator, queue, wait_seconds FROM calls"
+                        " WHERE role = 'caller' AND started_at >= ?", (since,)).fetchall()
+    answered = [row for row in rows if row[1]]
+    in_time = [row for row in answered
+               if (row[3] or 0) <= service_levels.get(row[2], DEFAULT_SERVICE_LEVEL_SECONDS)]
+    return {
+        "offered_today": len(rows),
+        "answered_today": len(answered),
+        "abandoned_today": sum(1 for row in rows if row[0] == "abandoned"),
+        "service_level_percent": round(100 * len(in_time) / len(answered)) if answered else None,
+    }
+
+
 # --- where the figures come from: every caller row, or the roll-up ---------------------------------
 
 def window(conn, start, end, tz, short_abandon_seconds=5, service_level=None, exact=False):
@@ -378,20 +400,23 @@ class _Rows:
 
 
 class _Rolled:
-    """The same parts summed in SQL from the roll-up's quarter hours."""
+    """The same parts summed in SQL from the roll-up: quarters for time buckets, days for ids.
+
+    Every source gives the raw columns (all abandons as "abandoned"); the abandons under the
+    short limit are counted apart from the partial index over report_slots and moved out.
+    """
 
     KEYS = {"half_hour": "(({local}) % 86400) / 1800 * 30", "hour": "(({local}) % 86400) / 3600",
             "day": "({local}) / 86400",
-            "weekday_hour": "((({local}) / 86400 + 3) % 7) * 24 + (({local}) % 86400) / 3600",
-            "line": "line", "queue": "queue", "operator": "operator"}
-    PARTS = ("kind, kind = 'abandoned' AND abandon_wait < :short AS short, SUM(calls), SUM(within),"
-             " TOTAL(wait_sum), MAX(wait_max), TOTAL(handle_sum), SUM(handles)")
+            "weekday_hour": "((({local}) / 86400 + 3) % 7) * 24 + (({local}) % 86400) / 3600"}
+    SUMS = "SUM(calls), SUM(within), TOTAL(wait_sum), MAX(wait_max), TOTAL(handle_sum), SUM(handles)"
+    COLUMNS = "kind, calls, within, wait_sum, wait_max, handle_sum, handles"
 
     def __init__(self, conn, start_utc, end_utc, tzinfo, short_abandon_seconds, offsets):
-        self.conn, self.short = conn, short_abandon_seconds
+        self.conn = conn
         self.first_day, self.last_day = local_days(start_utc, end_utc, tzinfo)
-        self.bounds = {"first": int(start_utc.timestamp()) // rollup.SLOT_SECONDS,
-                       "end": int(end_utc.timestamp()) // rollup.SLOT_SECONDS, "short": short_abandon_seconds}
+        first, end = (int(moment.timestamp()) // rollup.SLOT_SECONDS for moment in (start_utc, end_utc))
+        self.bounds = {"first": first, "end": end, "short": short_abandon_seconds, **_whole_days(first, end)}
         # local seconds of a quarter: its UTC start plus the offset in force (integers computed above)
         offset = str(offsets[-1][1])
         if len(offsets) > 1:
@@ -401,10 +426,18 @@ class _Rolled:
 
     def groups(self, group_by):
         """{group key: [parts]}."""
+        if group_by in rollup.DIMS:
+            rows, shorts = self._by_id(group_by), self._shorts(group_by)
+        else:
+            key = self.KEYS[group_by].format(local=self.local)
+            rows, shorts = self._by_time(key), self._shorts(key)
         groups = {}
-        for key, kind, short, *sums in self._select(self.KEYS[group_by]):
-            part = ("short_abandoned" if short else kind, *sums)
-            groups.setdefault(self._key(key, group_by), []).append(part)
+        for key, kind, calls, *sums in rows:
+            short = shorts.get(key, 0) if kind == "abandoned" else 0
+            parts = groups.setdefault(self._key(key, group_by), [])
+            parts.append((kind, calls - short, *sums))
+            if short:
+                parts.append(("short_abandoned", short, 0, 0.0, None, 0.0, 0))
         return groups
 
     def legs(self):
@@ -415,22 +448,42 @@ class _Rolled:
 
     def days(self):
         """How many local days of the range had an offered call."""
-        sql = (f"SELECT COUNT(DISTINCT ({self.local}) / 86400) FROM report_slots"
+        sql = (f"SELECT COUNT(DISTINCT ({self.local}) / 86400) FROM report_times"
                " WHERE slot >= :first AND slot < :end AND kind <> 'blocked'")
         return self.conn.execute(sql, self.bounds).fetchone()[0]
 
     def demand(self):
         """{local hour: [parts]} of the calls that asked for an operator (queued, not a short abandon)."""
+        key = self.KEYS["hour"].format(local=self.local)
+        shorts = self._shorts(key, "AND queue <> ''")
         by_hour = {}
-        where = "queue <> '' AND kind <> 'blocked' AND NOT (kind = 'abandoned' AND abandon_wait < :short)"
-        for hour, kind, _short, *sums in self._select(self.KEYS["hour"], where):
-            by_hour.setdefault(hour, []).append((kind, *sums))
+        for hour, kind, calls, *sums in self._by_time(key, "AND queued AND kind <> 'blocked'"):
+            short = shorts.get(hour, 0) if kind == "abandoned" else 0
+            if calls > short:  # an hour whose only queued calls were short abandons asked for nobody
+                by_hour.setdefault(hour, []).append((kind, calls - short, *sums))
         return by_hour
 
-    def _select(self, key, where="1"):
-        sql = (f"SELECT {key.format(local=self.local)} AS k, {self.PARTS} FROM report_slots"
-               f" WHERE slot >= :first AND slot < :end AND {where} GROUP BY k, kind, short")
+    def _by_time(self, key, where=""):
+        sql = (f"SELECT {key} AS k, kind, {self.SUMS} FROM report_times"
+               f" WHERE slot >= :first AND slot < :end {where} GROUP BY k, kind")
         return self.conn.execute(sql, self.bounds).fetchall()
+
+    def _by_id(self, dim):
+        # whole UTC days from report_days, the quarters before and after them from report_slots
+        edge = f"SELECT {dim}, {self.COLUMNS} FROM report_slots WHERE slot >= :{{}} AND slot < :{{}}"
+        sql = (f"SELECT k, kind, {self.SUMS} FROM ("
+               f"SELECT value AS k, {self.COLUMNS} FROM report_days"
+               f" WHERE dim = '{dim}' AND day >= :day_first AND day < :day_end"
+               f" UNION ALL {edge.format('first', 'head_end')} UNION ALL {edge.format('tail_first', 'end')})"
+               " GROUP BY k, kind")
+        return self.conn.execute(sql, self.bounds).fetchall()
+
+    def _shorts(self, key, where=""):
+        """{key: abandons under the short limit}."""
+        sql = (f"SELECT {key} AS k, SUM(calls) FROM report_slots INDEXED BY report_slots_abandons"
+               f" WHERE kind = 'abandoned' AND abandon_wait < :short AND slot >= :first AND slot < :end {where}"
+               " GROUP BY k")
+        return dict(self.conn.execute(sql, self.bounds).fetchall())
 
     @staticmethod
     def _key(key, group_by):
@@ -439,6 +492,15 @@ class _Rolled:
         if group_by == "weekday_hour":
             return divmod(key, 24)
         return key
+
+
+def _whole_days(first, end):
+    """Quarters first..end (half-open) as whole UTC days day_first..day_end and the quarters around them."""
+    day_first, day_end = -(-first // rollup.DAY_SLOTS), end // rollup.DAY_SLOTS
+    if day_first >= day_end:  # no whole day inside: all quarters, read one by one
+        return {"day_first": 0, "day_end": 0, "head_end": end, "tail_first": end}
+    return {"day_first": day_first, "day_end": day_end, "head_end": day_first * rollup.DAY_SLOTS,
+            "tail_first": day_end * rollup.DAY_SLOTS}
 
 
 # --- Erlang C ------------------------------------------------------------------------------------

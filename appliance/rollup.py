@@ -2,9 +2,12 @@
 
 A season's journal holds a million rows; reading them into Python for every report takes
 seconds. The roll-up (tables ``report_slots`` and ``report_legs``, see journal.py) keeps
-the sums a report needs per quarter hour, line, queue, operator and column, so a report
-reads a few thousand rows instead. Every zone's UTC offset is a whole number of quarter
-hours today, so local days, hours and half hours are unions of quarters.
+the sums a report needs per quarter hour, line, queue, operator and column. Split that
+finely a quarter holds about one call a row, so two thinner tables are derived from it as
+its quarters are recomputed: ``report_times`` (per quarter and column, for reports by time)
+and ``report_days`` (per UTC day and one line, queue or operator, for reports by id). Every
+zone's UTC offset is a whole number of quarter hours today, so local days, hours and half
+hours are unions of quarters.
 
 It is never stale: triggers on ``calls`` mark the quarter of every changed row (and of
 its parent caller) in ``report_dirty`` in the engine's own transaction, and ``refresh``
@@ -69,6 +72,22 @@ LEGS_SQL = f"""
 """
 
 
+_SUMS = "SUM(calls), SUM(within), TOTAL(wait_sum), MAX(wait_max), TOTAL(handle_sum), SUM(handles)"
+DIMS = ("line", "queue", "operator")
+DAY_SLOTS = 86400 // SLOT_SECONDS
+TIMES_SQL = f"""
+    INSERT INTO report_times
+    SELECT slot, kind, queue <> '', {_SUMS} FROM report_slots
+     WHERE slot BETWEEN :first AND :last
+       AND slot IN (SELECT slot FROM report_dirty WHERE slot BETWEEN :first AND :last)
+     GROUP BY 1, 2, 3
+"""
+DAYS_SQL = " UNION ALL ".join(
+    f"SELECT '{dim}', slot / {DAY_SLOTS}, {dim}, kind, {_SUMS} FROM report_slots"
+    f" WHERE slot >= :day_first * {DAY_SLOTS} AND slot < (:day_last + 1) * {DAY_SLOTS}"
+    f" AND slot / {DAY_SLOTS} IN (SELECT value FROM json_each(:days)) GROUP BY 2, 3, 4" for dim in DIMS)
+
+
 def targets_of(service_level=None):
     """The service-level targets as stored: {"default": T, "queues": {queue: T}} (see reports.target_seconds_for)."""
     if isinstance(service_level, dict):
@@ -98,7 +117,8 @@ def _start_rebuild(conn, targets):
     """Store the new targets and mark every quarter the roll-up holds; the calls' are marked in chunks."""
     with _write(conn):
         conn.execute("INSERT OR IGNORE INTO report_dirty SELECT slot FROM report_slots"
-                     " UNION SELECT slot FROM report_legs")
+                     " UNION SELECT slot FROM report_legs UNION SELECT slot FROM report_times")
+        conn.execute("DELETE FROM report_days")  # every day with a call is recomputed with its quarters
         top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0]
         _set_meta(conn, targets=targets, marked="0", mark_until=str(top))
 
@@ -125,7 +145,7 @@ def _recompute_some(conn):
             return False
         targets = json.loads(_meta(conn, "targets") or json.dumps(targets_of()))
         first, last = slots[0], slots[-1]
-        for table in ("report_slots", "report_legs"):
+        for table in ("report_slots", "report_legs", "report_times"):
             conn.execute(f"DELETE FROM {table} WHERE slot BETWEEN ? AND ?"
                          " AND slot IN (SELECT slot FROM report_dirty WHERE slot BETWEEN ? AND ?)",
                          (first, last, first, last))
@@ -133,8 +153,17 @@ def _recompute_some(conn):
                   "queues": json.dumps(targets["queues"]), "default": targets["default"]}
         conn.execute(SLOTS_SQL, params)
         conn.execute(LEGS_SQL, params)
+        conn.execute(TIMES_SQL, params)
+        _recompute_days(conn, sorted({slot // DAY_SLOTS for slot in slots}))
         conn.execute("DELETE FROM report_dirty WHERE slot BETWEEN ? AND ?", (first, last))
     return True
+
+
+def _recompute_days(conn, days):
+    """Sum the days' quarters (just recomputed) into report_days, by line, by queue and by operator."""
+    params = {"days": json.dumps(days), "day_first": days[0], "day_last": days[-1]}
+    conn.execute("DELETE FROM report_days WHERE day IN (SELECT value FROM json_each(:days))", params)
+    conn.execute(f"INSERT INTO report_days {DAYS_SQL}", params)
 
 
 def _text_bounds(first, last):

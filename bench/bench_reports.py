@@ -27,6 +27,7 @@ SEASON_START = datetime.date(2026, 6, 15)
 DAYS = 90
 LEVELS = {"bachelor": 20, "master": 45, "dormitories": 20}
 GOAL_MS = 200
+TODAY_GOAL_MS = 20
 
 
 def fill(conn, rows, seed=7):
@@ -86,9 +87,10 @@ def main():
         conn.execute("DELETE FROM report_dirty")  # the bulk load marked them: build the roll-up the way an upgrade does
         rollup.invalidate(conn)
         build_ms, _ = timed(lambda: rollup.refresh(conn, LEVELS), repeat=1)
-        slots = conn.execute("SELECT COUNT(*) FROM report_slots").fetchone()[0]
-        print(f"roll-up built from the calls in {build_ms / 1000:.1f} s: {slots:,} rows "
-              f"({rows / slots:.0f} journal rows per roll-up row)")
+        slots, times, days = (conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                              for table in ("report_slots", "report_times", "report_days"))
+        print(f"roll-up built from the calls in {build_ms / 1000:.1f} s: {slots:,} quarter rows by line, queue and "
+              f"operator; reports read {times:,} by time and {days:,} by day and id")
         first, last = SEASON_START, SEASON_START + datetime.timedelta(days=DAYS - 1)
         runs = {f"traffic by {group_by}": (lambda exact, g=group_by: reports.traffic(
                     conn, first, last, TZ, g, 5, LEVELS, exact=exact)) for group_by in ("day", "hour", "operator")}
@@ -106,6 +108,10 @@ def main():
         print(f"after one call changed (one quarter recomputed first): {dirty_ms:.1f} ms")
         print(f"worst report over {rows:,} rows: {worst:.1f} ms (goal <= {GOAL_MS} ms: "
               f"{'met' if worst <= GOAL_MS else 'NOT met'})")
+        busy_day = datetime.datetime.combine(last, datetime.time(17), datetime.timezone.utc)  # the season's last day
+        today_ms, today = timed(lambda: reports.today_figures(conn, reports.zone(TZ), LEVELS, now=busy_day))
+        print(f"dashboard's figures for a day of {today['offered_today']:,} callers: {today_ms:.1f} ms "
+              f"(goal <= {TODAY_GOAL_MS} ms: {'met' if today_ms <= TODAY_GOAL_MS else 'NOT met'})")
         book.close()
 
 

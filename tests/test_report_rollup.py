@@ -21,7 +21,10 @@ QUEUES = (None, "bachelor", "master", "night-shift")
 OPERATORS = (None, "op1", "op2", "op3")
 LEVELS = {"bachelor": 20, "master": 45, "night-shift": 0}
 # (zone, first local day, days): Sofia leaves summer time on 2026-10-25; Nepal is UTC+05:45.
-RANGES = (("Europe/Sofia", datetime.date(2026, 10, 24), 3), ("Asia/Kathmandu", datetime.date(2026, 7, 1), 2))
+# Reports by id read whole UTC days and the quarters around them; a single local day holds no
+# whole UTC day, so it is read quarter by quarter.
+RANGES = (("Europe/Sofia", datetime.date(2026, 10, 24), 3), ("Asia/Kathmandu", datetime.date(2026, 7, 1), 2),
+          ("Europe/Sofia", datetime.date(2026, 10, 25), 1))
 EPOCH = datetime.datetime(2026, 10, 23, 12, tzinfo=datetime.timezone.utc)
 
 waits = st.one_of(st.none(), st.floats(0, 700, allow_nan=False), st.sampled_from([0.0, 4.999, 5.0, 20.0, 45.0]))

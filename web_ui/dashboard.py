@@ -17,6 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, g, jsonify, r
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from appliance import reports
 from appliance.control import KEEPALIVE_SECONDS
 from appliance.errors import ApplianceError, ControlError, EngineUnavailable
 from appliance.journal import now as journal_now
@@ -40,7 +41,6 @@ STREAM_DEFAULTS = {
 }
 RETRY_MILLISECONDS = 3000  # how soon the browser reconnects after a stream ends
 SETTINGS_CACHE_SECONDS = 60.0
-DEFAULT_SERVICE_LEVEL_SECONDS = 20
 
 
 # --- helpers the live pages' templates share ------------------------------------------------
@@ -371,22 +371,7 @@ def wallboard_figures():
 
 def today_figures(tz, service_levels):
     """Callers since local midnight: offered, answered by an operator, abandoned, service level."""
-    midnight = datetime.datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    since = midnight.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")
-    rows = get_db().execute(
-        "SELECT outcome, operator, queue, wait_seconds FROM calls WHERE role = 'caller' AND started_at >= ?",
-        (since,)).fetchall()
-    # The operator is written on the caller's row when the two are bridged: a call
-    # being talked counts as answered at once, not only after it ends.
-    answered = [row for row in rows if row["operator"]]
-    in_time = [row for row in answered
-               if (row["wait_seconds"] or 0) <= service_levels.get(row["queue"], DEFAULT_SERVICE_LEVEL_SECONDS)]
-    return {
-        "offered_today": len(rows),
-        "answered_today": len(answered),
-        "abandoned_today": sum(1 for row in rows if row["outcome"] == "abandoned"),
-        "service_level_percent": round(100 * len(in_time) / len(answered)) if answered else None,
-    }
+    return reports.today_figures(get_db(), tz, service_levels)
 
 
 def box_settings():
@@ -397,7 +382,7 @@ def box_settings():
     try:
         config = get_engine().request("config")["config"]
         value = (zoneinfo.ZoneInfo(config["settings"]["timezone"]),
-                 {queue["id"]: queue.get("service_level_seconds", DEFAULT_SERVICE_LEVEL_SECONDS)
+                 {queue["id"]: queue.get("service_level_seconds", reports.DEFAULT_SERVICE_LEVEL_SECONDS)
                   for queue in config.get("queues", [])})
     except (ApplianceError, KeyError, zoneinfo.ZoneInfoNotFoundError):
         return datetime.datetime.now().astimezone().tzinfo, {}  # not cached: try again next time
