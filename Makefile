@@ -24,6 +24,7 @@ test: setup
 
 SOAK_CALLS ?= 10000
 bench: setup
+	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$(DEB_PACKAGES) $(TEST_DEB_PACKAGES) strace"
 	SOAK_CALLS=$(SOAK_CALLS) $(BIN)/python bench/run_all.py
 
 # The real install.sh in an arm64 Debian root under qemu-user (systemd/pi-check.sh); the

@@ -320,7 +320,15 @@ def schema_version(conn):
 
 
 class Journal:
-    """Calls and their timelines; each method is one committed transaction."""
+    """Calls and their timelines; each method is one committed transaction.
+
+    A call costs two fsyncs: its start and its final record are durable commits; what
+    happens in between (answer, timeline, keys, queue and operator, the operator legs the
+    box placed for it, the compressed recording's name) is committed without one and
+    reaches the disk with the final record. A power cut mid-call keeps the call (closed as
+    interrupted on start) and may lose what was written since it began; a killed engine
+    loses nothing.
+    """
 
     def __init__(self, conn):
         self.conn = conn
@@ -343,7 +351,7 @@ class Journal:
         placed for a caller (``parent_id``), a call-back, or a test call.
         """
         at = now()
-        with self._transaction():
+        with self._transaction(durable=parent_id is None):  # a leg is carried to disk by its caller's end
             cursor = self.conn.execute(
                 "INSERT INTO calls (line_id, direction, caller, callee, started_at, role, parent_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (line_id, direction, caller, callee, at, role, parent_id))
@@ -353,20 +361,20 @@ class Journal:
 
     def add_event(self, call_id, kind, **detail):
         """Append an event to a call's timeline."""
-        with self._transaction():
+        with self._transaction(durable=False):
             self._event(call_id, kind, detail, now())
 
     def answer_call(self, call_id):
         """Mark the call answered now."""
         at = now()
-        with self._transaction():
+        with self._transaction(durable=False):
             self.conn.execute("UPDATE calls SET answered_at = ? WHERE id = ?", (at, call_id))
             self._event(call_id, "answered", {}, at)
 
     def add_digit(self, call_id, digit):
         """Record a DTMF key the caller pressed."""
         at = now()
-        with self._transaction():
+        with self._transaction(durable=False):
             self.conn.execute("UPDATE calls SET digits = digits || ? WHERE id = ?", (digit, call_id))
             self._event(call_id, "dtmf", {"digit": digit}, at)
 
@@ -374,13 +382,20 @@ class Journal:
         """Close the call with its outcome, who ended it and its recording."""
         at = now()
         detail = {"outcome": outcome, "by": ended_by}
-        with self._transaction():
+        with self._transaction(durable=self._last_word(call_id)):
             self.conn.execute(
                 "UPDATE calls SET ended_at = ?, outcome = ?, ended_by = ?, talk_seconds = ?, recording = ?"
                 " WHERE id = ?", (at, outcome, ended_by, talk_seconds, recording, call_id))
             if recording:
                 self._event(call_id, "recording", {"file": recording}, at)
             self._event(call_id, "ended", detail, at)
+
+    def _last_word(self, call_id):
+        """Whether closing this call must be durable at once: a leg ends without an fsync
+        while its caller is still on, whose own end will carry it to disk."""
+        row = self.conn.execute("SELECT c.parent_id IS NULL OR p.ended_at IS NOT NULL OR p.id IS NULL FROM calls c"
+                                " LEFT JOIN calls p ON p.id = c.parent_id WHERE c.id = ?", (call_id,)).fetchone()
+        return row is None or bool(row[0])
 
     def get_call(self, call_id):
         """One call as a dict with its ``events``, or None."""
@@ -433,12 +448,12 @@ class Journal:
         if unknown:
             raise ValueError(f"not call fields: {', '.join(sorted(unknown))}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction():
+        with self._transaction(durable=False):
             self.conn.execute(f"UPDATE calls SET {assignments} WHERE id = ?", (*fields.values(), call_id))
 
     def set_collected(self, call_id, field, value):
         """Store digits the caller entered for ``field`` (an application number) on the call."""
-        with self._transaction():
+        with self._transaction(durable=False):
             row = self.conn.execute("SELECT collected FROM calls WHERE id = ?", (call_id,)).fetchone()
             collected = dict(json.loads(row["collected"]), **{field: value})
             self.conn.execute("UPDATE calls SET collected = ? WHERE id = ?",
@@ -575,20 +590,33 @@ class Journal:
         self.conn.execute("INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                           (call_id, at, kind, json.dumps(detail, ensure_ascii=False)))
 
-    def _transaction(self):
-        return Transaction(self.conn)
+    def _transaction(self, durable=True):
+        return Transaction(self.conn, durable)
 
 
 class Transaction:
-    """``with Transaction(conn):`` BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
+    """``with Transaction(conn):`` BEGIN IMMEDIATE ... COMMIT, rolled back on error.
 
-    def __init__(self, conn):
-        self.conn = conn
+    A ``durable`` commit (the default) is on disk when it returns: synchronous=FULL makes
+    SQLite fsync the WAL. ``durable=False`` commits without the fsync (synchronous=NORMAL);
+    in WAL mode such a commit is still atomic and survives a crash of the process, and a
+    power cut can only take it back together with every later one, up to the next durable
+    commit or checkpoint, whose fsync carries it to disk too.
+    """
+
+    def __init__(self, conn, durable=True):
+        self.conn, self.durable = conn, durable
 
     def __enter__(self):
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            if not self.durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
         return False

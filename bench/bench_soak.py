@@ -43,9 +43,9 @@ def soak_config():
 
 
 @contextlib.contextmanager
-def running_box(data_dir):
-    """Twin and engine of a fresh box in ``data_dir``; yields the engine's pid."""
-    ConfigStore(data_dir).save(soak_config())
+def running_box(data_dir, config=None):
+    """Twin and engine of a fresh box in ``data_dir`` (the soak's configuration by default); yields the engine's pid."""
+    ConfigStore(data_dir).save(config or soak_config())
     processes = []
     try:
         for command in ("twin", "engine"):

@@ -77,3 +77,45 @@ def test_sigkill_in_the_middle_of_writes_loses_no_committed_call(tmp_path):
     for call_id in committed:
         kinds = [row[0] for row in conn.execute("SELECT kind FROM call_events WHERE call_id = ?", (call_id,))]
         assert kinds == ["ring", "answered", "prompt", "ended"]
+
+
+def _synchronous_of_each_commit(conn, action):
+    """The synchronous setting each COMMIT that ``action`` makes runs under (traced by SQLite itself)."""
+    seen, setting = [], ["FULL"]
+
+    def trace(statement):
+        if statement.startswith("PRAGMA synchronous="):
+            setting[0] = statement.split("=", 1)[1]
+        elif statement == "COMMIT":
+            seen.append(setting[0])
+
+    conn.set_trace_callback(trace)
+    try:
+        action()
+    finally:
+        conn.set_trace_callback(None)
+    return seen
+
+
+def test_a_call_costs_two_durable_commits_and_its_leg_rides_on_them(tmp_path):
+    book = Journal.open(str(tmp_path / "journal.sqlite3"))
+    try:
+        commits = lambda action: _synchronous_of_each_commit(book.conn, action)  # noqa: E731
+        ids = {}
+        assert commits(lambda: ids.update(caller=book.start_call("gsm1", "in", caller="+359888000001"))) == ["FULL"]
+        assert commits(lambda: book.answer_call(ids["caller"])) == ["NORMAL"]
+        assert commits(lambda: book.add_event(ids["caller"], "prompt", prompt="welcome")) == ["NORMAL"]
+        assert commits(lambda: book.set_call(ids["caller"], queue="bachelor")) == ["NORMAL"]
+        assert commits(lambda: ids.update(leg=book.start_call("gsm2", "out", role="operator",
+                                                             parent_id=ids["caller"]))) == ["NORMAL"]
+        # the operator hangs up first: the caller's own end will carry the leg's to disk
+        assert commits(lambda: book.end_call(ids["leg"], "answered", "callee", talk_seconds=30)) == ["NORMAL"]
+        assert commits(lambda: book.end_call(ids["caller"], "answered", "caller", talk_seconds=60)) == ["FULL"]
+        # a leg that outlives its caller has nobody to carry it: its end is durable itself
+        second = book.start_call("gsm1", "in", caller="+359888000002")
+        leg = book.start_call("gsm2", "out", role="operator", parent_id=second)
+        book.end_call(second, "answered", "caller")
+        assert commits(lambda: book.end_call(leg, "answered", "box")) == ["FULL"]
+        assert book.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after each
+    finally:
+        book.close()
