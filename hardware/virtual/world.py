@@ -16,7 +16,7 @@ from pydub.exceptions import CouldntDecodeError
 from firmware.frames import FRAME_SECONDS
 
 from .network import NetworkError, VirtualNetwork
-from .families import ALL_EMULATORS
+from .families import ALL_EMULATORS, EMULATORS
 from .phones import VirtualCaller, VirtualPhone, wav_frames
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,11 @@ class VirtualWorld:
 
     def _add_modem(self, item):
         options = {"voice": item["voice"]} if item.get("voice", "ok") != "ok" else {}  # e1550 only (config checks)
+        if item["model"] in EMULATORS:  # a GSM modem has a SIM; an analog voice modem has none
+            options["iccid"] = _iccid(len(self.modems))
         modem = ALL_EMULATORS[item["model"]](self.network, item["number"], **options,
                                              imei=item.get("imei") or _imei(len(self.modems)),
-                                             iccid=_iccid(len(self.modems)), pin=item.get("pin"))
+                                             pin=item.get("pin"))
         self.modems[item["line"]] = modem
         self._link(modem.at.path, f"{item['line']}-at")
         if modem.audio is not None:  # a voice modem streams its audio on its one port
