@@ -182,6 +182,9 @@ def cmd_web(args):
     """hotline web"""
     import waitress
 
+    from .priority import WEB_NICE, lower_priority
+
+    lower_priority(WEB_NICE)  # first: the server's threads inherit it
     app = web_app(args)
     log.info("web UI on http://%s:%d/", args.host, args.port)
     waitress.serve(app, host=args.host, port=args.port, threads=WEB_THREADS, ident="hotline")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import journal as journal_module
 from . import recordings, salvage, schedule
+from .priority import lower_priority
 from .errors import RecordingError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class Housekeeping:
     def __init__(self, ctx, call_in_loop):
         self.ctx = ctx
         self._call_in_loop = call_in_loop  # run a function on the loop and wait (from the worker)
-        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-call")
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-call", initializer=lower_priority)
         self._last_callback_scan = 0.0
         self._last_retention = float("-inf")
 

@@ -14,6 +14,7 @@ from pydub.exceptions import CouldntDecodeError
 
 from .files import write_atomically
 from .errors import PromptError
+from .priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +313,7 @@ class PhraseCache:
             self._thread.join(timeout=5)
 
     def _run(self):
+        lower_priority()  # espeak-ng inherits it: a phrase may come later, a frame may not
         while not self._stop.is_set():
             item = self._queue.get()
             if item is None:
