@@ -1,8 +1,8 @@
 """Recordings and voicemail messages cut by a crash: found and repaired when the engine starts.
 
 The recorder (appliance.media.Recorder) streams a call into ``call-<id>.wav.part`` and a
-message into ``message-<id>.wav.part``; Python's wave module writes the RIFF header with
-a length of 0 first and fixes it only when the file is closed. An engine that is killed
+message into ``message-<id>.wav.part``; it writes the RIFF header with a length of 0
+first and fixes it only when the recording is finished. An engine that is killed
 or loses power mid-call leaves such a ``.part``: its audio is all there, its header says
 it holds none. ``repair`` gives it the header its size implies, drops a half-written last
 sample and gives it its final name, so it plays and is compressed like any other.

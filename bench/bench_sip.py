@@ -125,12 +125,12 @@ class Engine:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def run_sipp(port, rate, calls, limit, workdir):
-    """Place ``calls`` at ``rate`` per second (at most ``limit`` at once); return sipp's counts."""
+def run_sipp(port, rate, calls, limit, workdir, period_ms=1000):
+    """Place ``calls`` at ``rate`` per ``period_ms`` (at most ``limit`` at once); return sipp's counts."""
     # One at a time, a call lasts as long as the IVR: give sipp time for all of them.
-    seconds = calls / rate + (calls * 3 if limit == 1 else 0) + 90
+    seconds = calls / rate * period_ms / 1000 + (calls * 3 if limit == 1 else 0) + 90
     command = ["sipp", f"127.0.0.1:{port}", "-sf", SCENARIO, "-s", "hotline", "-i", "127.0.0.1",
-               "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-r", str(rate), "-m", str(calls), "-l", str(limit),
+               "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-r", str(rate), "-rp", str(period_ms), "-m", str(calls), "-l", str(limit),
                "-rtp_echo", "-nostdin", "-trace_stat", "-fd", "1", "-timeout", f"{seconds:.0f}s"]
     done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=seconds + 30)
     rows = _stat_rows(workdir)

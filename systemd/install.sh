@@ -180,7 +180,7 @@ installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok
 install_packages() {
     [[ $SYSTEM == 1 ]] || return 0
     local missing=() package
-    for package in "${PACKAGES[@]}"; do
+    for package in "${PACKAGES[@]}" $(debian_wheels); do
         installed "$package" || missing+=("$package")
     done
     # gpiozero's pin driver, from Raspberry Pi OS's archive; plain Debian has no such package (and no pins).
@@ -252,6 +252,7 @@ install_python() {
         fi
     fi
     say "Installing hot-line $(project_version) into $VENV"
+    link_debian_wheels
     if ! "${pip[@]}" "$stage"; then
         rm -rf "$stage"
         die "pip could not install the project (see above)"
@@ -265,6 +266,26 @@ install_python() {
 
 # Debian's lgpio (the Pi's GPIO driver for gpiozero) is a C module built for this Python;
 # linking just it into the venv keeps every other system package out.
+# PyPI has no numpy wheel for 32-bit ARM (armhf: Pi 2 and older Pi 3 images). Raspberry Pi
+# OS fetches one from piwheels, a plain Debian cannot, and building numpy needs a compiler
+# and about an hour on such a Pi: there Debian's python3-numpy is linked into the venv
+# before pip runs, so pip finds numpy installed (setup.py asks for >= 1.24, bookworm has 1.24).
+debian_wheels() {
+    if [[ $(dpkg --print-architecture 2>/dev/null) == armhf ]]; then echo python3-numpy; fi
+}
+
+link_debian_wheels() {
+    [[ -n $(debian_wheels) ]] || return 0
+    local site file
+    site=$("$R$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    for file in /usr/lib/python3/dist-packages/numpy /usr/lib/python3/dist-packages/numpy-*.egg-info \
+                /usr/lib/python3/dist-packages/numpy-*.dist-info; do
+        [[ -e $file && ! -L $site/$(basename "$file") ]] || continue
+        ln -sfn "$file" "$site/$(basename "$file")"
+        changed "Debian's $(basename "$file") linked into $VENV"
+    done
+}
+
 link_lgpio() {
     local site file
     site=$("$R$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -340,10 +340,14 @@ for line in json.load(sys.stdin)["lines"]:
 # --- what does not exist for this architecture ------------------------------------------------
 
 report_wheels() {
-    figure "Python packages in the venv and how they came (manylinux wheel, pure Python, or built here):"
+    figure "Python packages in the venv and how they came (manylinux wheel, Debian package, or built here):"
     in_root /opt/hotline/venv/bin/python - <<'PY' | tee -a "$REPORT"
 import importlib.metadata as md
+import os
 for dist in sorted(md.distributions(), key=lambda d: d.metadata["Name"].lower()):
+    if os.path.realpath(str(getattr(dist, "_path", ""))).startswith("/usr/lib/python3/dist-packages/"):
+        print(f"  {dist.metadata['Name']} {dist.version}: Debian's package, linked into the venv (no wheel on PyPI)")
+        continue
     wheel = dist.read_text("WHEEL") or ""
     tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
     binary = [tag for tag in tags if not tag.endswith("-none-any")]
