@@ -53,6 +53,8 @@ class CallSession:
         self.hold_seconds = None
         self._voicemail = None
         self._timers = []  # the leg's own time limits, cancelled when it ends
+        self._end = None  # what the journal says of the call's end, once it is written
+        self.parent_id = parent_id
         self.id = ctx.journal.start_call(line_id, direction, caller=caller, callee=callee, role=self.role,
                                          parent_id=parent_id)
         if channel is None and ctx.is_sip(line_id):
@@ -258,15 +260,29 @@ class CallSession:
             timer.cancel()
         self.handler.on_ended()
         recording = self.recording = self._stop_media()
-        if self.peer is not None and not self.peer.ended:
-            self.peer.hang_up("the other side hung up")
-        ended_by = ("caller" if self.direction == "in" else "callee") if cause == "remote" else "box"
-        outcome = outcome or self.outcome or self._outcome(cause)
-        self.outcome = outcome
-        talk = round(time.monotonic() - self.answered, 2) if self.answered is not None else None
-        self.ctx.journal.end_call(self.id, outcome, ended_by, talk_seconds=talk, recording=recording)
-        self._publish("call.ended", outcome=outcome, ended_by=ended_by, talk_seconds=talk, recording=recording)
+        self._end_peer()
+        self._publish("call.ended", **self._record_end(cause, outcome, recording))
         self.ctx.forget_call(self)
+
+    def _end_peer(self):
+        peer = self.peer
+        if peer is None or peer.ended:
+            return
+        peer.hang_up("the other side hung up")
+        if peer.parent_id == self.id and (peer.media is None or peer.media.recorder is None):
+            # The leg's end goes into the journal now, before this call's own: that durable
+            # commit then carries both to disk (one fsync, not two); its line confirms later.
+            peer._record_end("local")
+
+    def _record_end(self, cause, outcome=None, recording=None):
+        """Write the call's end to the journal, once; return what was written."""
+        if self._end is None:
+            ended_by = ("caller" if self.direction == "in" else "callee") if cause == "remote" else "box"
+            self.outcome = outcome or self.outcome or self._outcome(cause)
+            talk = round(time.monotonic() - self.answered, 2) if self.answered is not None else None
+            self.ctx.journal.end_call(self.id, self.outcome, ended_by, talk_seconds=talk, recording=recording)
+            self._end = {"outcome": self.outcome, "ended_by": ended_by, "talk_seconds": talk, "recording": recording}
+        return self._end
 
     def _outcome(self, cause):
         if self.answered is not None:

@@ -17,7 +17,11 @@ from .prompts import beep_path
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 200  # a guard beyond validation: no call walks more nodes than this
+# After the last prompt, before hanging up, so that its last word reaches the caller: a
+# modem's serial audio and the GSM network hold a few hundred ms in flight; a SIP line
+# about 60 ms (a frame queued, pjmedia's own frame, the far end's jitter buffer).
 GOODBYE_PAUSE = 0.5
+SIP_GOODBYE_PAUSE = 0.2
 
 
 class FlowRun(CallHandler):
@@ -116,6 +120,9 @@ class FlowRun(CallHandler):
 
         self.ctx.later(seconds, fire)
 
+    def _goodbye_pause(self):
+        return SIP_GOODBYE_PAUSE if self.ctx.is_sip(self.session.line_id) else GOODBYE_PAUSE
+
     def _finish(self):
         if self.session.outcome is None:
             self.session.outcome = "ivr"
@@ -127,7 +134,7 @@ class FlowRun(CallHandler):
         self._after_prompt(self.node.prompt, lambda: self.goto(self.node.next))
 
     def _enter_hangup(self):
-        self._after_prompt(self.node.prompt, lambda: self._wait(GOODBYE_PAUSE, self._finish))
+        self._after_prompt(self.node.prompt, lambda: self._wait(self._goodbye_pause(), self._finish))
 
     # --- menu --------------------------------------------------------------------------------
 
@@ -253,7 +260,7 @@ class FlowRun(CallHandler):
         if reason == "callback":
             self.session.outcome = "call-back"
             self.session.media.hold = None
-            self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
+            self._after_prompt("callback_confirm", lambda: self._wait(self._goodbye_pause(), self._finish))
             return
         self.session.media.hold = None
         self.ctx.missed_caller(self.session, reason)  # nobody took them: they get a call back
@@ -261,7 +268,7 @@ class FlowRun(CallHandler):
             self.goto(self.node.overflow)
             return
         self.session.outcome = "call-back"
-        self._after_prompt("callback_confirm", lambda: self._wait(GOODBYE_PAUSE, self._finish))
+        self._after_prompt("callback_confirm", lambda: self._wait(self._goodbye_pause(), self._finish))
 
     # --- voicemail -------------------------------------------------------------------------
 

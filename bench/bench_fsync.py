@@ -60,10 +60,17 @@ def traced(pid, trace_path):
 
 
 def queued_calls(data_dir, calls):
-    """Callers who press 1 in the demo menu and talk to the demo operator for a few seconds."""
+    """Callers who press 1 in the demo menu and talk to the demo operator for a few seconds.
+
+    Each caller rings once the operator's wrap-up after the last one is over, so that every
+    caller reaches the operator: a caller who gives up in the queue is another path (a
+    call-back task and an SMS, each a durable record of its own), counted apart.
+    """
     twin = ControlClient(os.path.join(data_dir, "twin.sock"), timeout=90)
+    wrap_up = max(operator["wrap_up_seconds"] for operator in demo_config()["operators"])
     for n in range(calls):
-        twin.request("call", line="gsm1", hold=8, digits="1", **{"from": f"+35988{n:07d}"})
+        twin.request("call", line="gsm1", hold=12, digits="1", **{"from": f"+35988{n:07d}"})
+        time.sleep(wrap_up + 1)
 
 
 def measure(config, place, calls):

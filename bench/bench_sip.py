@@ -138,7 +138,17 @@ def run_sipp(port, rate, calls, limit, workdir, period_ms=1000):
         raise SystemExit(f"sipp wrote no statistics (exit {done.returncode}): {done.stderr[-500:]}")
     last = rows[-1]
     return {"placed": int(last["OutgoingCall(C)"]), "successful": int(last["SuccessfulCall(C)"]),
-            "failed": int(last["FailedCall(C)"]), "most_at_once": max(int(r["CurrentCall"]) for r in rows)}
+            "failed": int(last["FailedCall(C)"]), "most_at_once": max(int(r["CurrentCall"]) for r in rows),
+            "answer_seconds": _sipp_seconds(last.get("ResponseTime1(C)")),
+            "call_seconds": _sipp_seconds(last.get("CallLength(C)"))}
+
+
+def _sipp_seconds(stamp):
+    """sipp's HH:MM:SS:micros as seconds (None when sipp did not write it)."""
+    if not stamp:
+        return None
+    hours, minutes, seconds, micros = (int(part) for part in stamp.split(":"))
+    return hours * 3600 + minutes * 60 + seconds + micros / 1e6
 
 
 def _stat_rows(workdir):

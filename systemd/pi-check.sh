@@ -151,6 +151,24 @@ trust_host_authorities() {
     fi
 }
 
+# qemu-user runs a 32-bit guest as a 64-bit process: ext4 then hands out 64-bit directory
+# offsets that the guest's readdir() cannot hold (EOVERFLOW), so espeak-ng finds no voice
+# ("the specified voice does not exist"). A real 32-bit Pi has no such problem. For armhf
+# the voices are read from a tmpfs copy, whose offsets are small, and the report says so.
+emulation_workarounds() {
+    [[ $ARCH == armhf ]] || return 0
+    local data tmp=$BUILD/$ARCH/tmpfs
+    data=$(in_root /usr/bin/python3 -c 'import glob; print(glob.glob("/usr/lib/*/espeak-ng-data")[0])')
+    mountpoint -q "$ROOTFS$data" && return 0
+    mkdir -p "$tmp"
+    mount -t tmpfs -o size=64m tmpfs "$tmp"
+    MOUNTS+=("$tmp")
+    cp -a "$ROOTFS$data/." "$tmp/"
+    mount --bind "$tmp" "$ROOTFS$data"
+    MOUNTS+=("$ROOTFS$data")
+    figure "qemu-arm on a 64-bit host: a 32-bit readdir() fails on ext4 (EOVERFLOW), so espeak-ng's voices are read from tmpfs here; not needed on a Pi"
+}
+
 unmount_all() {
     local i
     for (( i=${#MOUNTS[@]}-1; i>=0; i-- )); do
@@ -420,6 +438,7 @@ main() {
     copy_checkout
     run_install
     figure "install.sh inside the root: $INSTALL_SECONDS s"
+    emulation_workarounds
     check_installed_box
     check_demo_box
     report_wheels

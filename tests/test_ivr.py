@@ -146,10 +146,12 @@ def test_a_caller_is_forwarded_and_bridged_through_the_box(ivr_box):
     call(ivr_box, "in1", "+359888100003", digits="13", hold=9, tone=1000)
     record = last_call_from(ivr_box, "+359888100003")
     assert record["outcome"] == "forwarded" and kinds(record, "bridged")
-    # The operator's leg is closed just after the caller's: wait for its final record.
     legs = wait_for(lambda: [c for c in ivr_box.engine.request("calls", last=50)
                              if c["parent_id"] == record["id"] and c["ended_at"]], timeout=20)
     assert [(leg["role"], leg["callee"], leg["outcome"]) for leg in legs] == [("forward", FORWARD_TO, "answered")]
+    # The caller hung up: the box ended the leg and wrote its end first, so that the
+    # caller's durable final record carries both to disk with one fsync.
+    assert legs[0]["ended_by"] == "box" and legs[0]["ended_at"] <= record["ended_at"]
 
 
 def test_voicemail_is_journaled_emailed_with_the_message_and_posted_signed(ivr_box, peers):
