@@ -23,9 +23,10 @@ test: setup
 	$(BIN)/python -m pytest tests/test_api_fuzz.py  # serial: under xdist schemathesis folds its cases into one
 
 SOAK_CALLS ?= 10000
+REALTIME_MINUTES ?= 10
 bench: setup
 	@$(MAKE) --no-print-directory system-packages DEB_PACKAGES="$(DEB_PACKAGES) $(TEST_DEB_PACKAGES) strace"
-	SOAK_CALLS=$(SOAK_CALLS) $(BIN)/python bench/run_all.py
+	SOAK_CALLS=$(SOAK_CALLS) REALTIME_MINUTES=$(REALTIME_MINUTES) $(BIN)/python bench/run_all.py
 
 # The real install.sh in an arm64 Debian root under qemu-user (systemd/pi-check.sh); the
 # root is cached in build/pi-check. PI_ARCH=armhf checks the 32-bit root of older Pis.
