@@ -189,14 +189,25 @@ def _add_folder(tar, data_dir, folder, manifest):
     tar.addfile(_member_info(folder, 0, kind=tarfile.DIRTYPE))
     for current, subdirs, names in os.walk(root):
         subdirs.sort()
-        for name in sorted(names):
-            path = os.path.join(current, name)
+        if not _add_files(tar, data_dir, current, sorted(names), manifest):
+            # A file went while the folder was read: a recording compressed meanwhile (its
+            # WAV replaced by the compressed file) or one retention deleted. One more look
+            # takes what replaced it.
+            _add_files(tar, data_dir, current, sorted(set(os.listdir(current)) - set(names)), manifest)
+
+
+def _add_files(tar, data_dir, folder, names, manifest):
+    """Add the regular files ``names`` of ``folder``; False when one of them had gone."""
+    complete = True
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
             if name.startswith(".") or name.endswith(".tmp") or not stat.S_ISREG(os.lstat(path).st_mode):
                 continue
-            try:
-                _add_file(tar, path, os.path.relpath(path, data_dir).replace(os.sep, "/"), manifest)
-            except FileNotFoundError:
-                continue  # retention deleted it since the folder was listed
+            _add_file(tar, path, os.path.relpath(path, data_dir).replace(os.sep, "/"), manifest)
+        except FileNotFoundError:
+            complete = False
+    return complete
 
 
 def _member_info(name, size, mtime=None, kind=tarfile.REGTYPE):

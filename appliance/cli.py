@@ -1,5 +1,6 @@
 """The ``hotline`` command: run the engine, the web UI, the virtual twin; ask the box."""
 import argparse
+import gc
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ log = logging.getLogger("hotline")
 # Each open live page (dashboard, wallboard, an operator's phone) holds a thread for its
 # event stream; web_ui.dashboard allows 24 of them, leaving the rest for pages.
 WEB_THREADS = 32
+SWITCH_INTERVAL = 0.0005  # seconds a thread may keep the GIL from a waiting one (see cmd_engine)
 EMULATOR_MODELS = ("sim800", "sim7600", "e1550", "ec25", "voicemodem")
 
 
@@ -160,10 +162,19 @@ def _wait_for_signal():
 def cmd_engine(args):
     """hotline engine"""
     from .engine import Engine  # here, not at the top: it loads every line driver, pjsua2 too
+    from .priority import raise_priority
 
+    raise_priority()  # first: every thread of the engine inherits it
+    # The media clock takes the GIL back many times a tick (each port's lock) while 2-3
+    # threads a line move audio; each wait lasts up to the switch interval (5 ms by
+    # default), and on a busy box a tick's waits add up past a frame.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     engine = Engine(args.data)
     stop = _wait_for_signal()
     engine.start()
+    # What start made (configuration, prompts, drivers, pjsua2) lives as long as the engine:
+    # kept out of the collector's full passes, which would hold the GIL from the media clock.
+    gc.freeze()
     loop = threading.Thread(target=engine.run, name="engine-loop")
     loop.start()
     stop.wait()

@@ -4,6 +4,7 @@ Everything here runs on the engine's loop thread, except ``send_sms_now`` (the o
 thread) and ``runner`` lookups made by control threads.
 """
 import logging
+import time
 
 from .errors import ControlError
 from .lines import LineRunner
@@ -21,6 +22,7 @@ class LineBoard:
         self.runners = {}
         self.calls = {}  # (line id, channel) -> CallSession; a GSM line has one channel, None
         self._outages = set()  # lines that went down after having been up
+        self._last_used = {}  # line id -> monotonic time its last call leg started or ended
         self._runner_factory = runner_factory
 
     # --- configuration of a line -----------------------------------------------------
@@ -66,20 +68,25 @@ class LineBoard:
     def claim_line(self, line_id, session):
         """A new call leg takes a channel of ``line_id``."""
         self.calls[session.key] = session
+        self._last_used[line_id] = time.monotonic()
         self.set_line(line_id, {})
 
     def release(self, session):
         """A call leg is over: its channel is free again."""
         if self.calls.get(session.key) is session:
             del self.calls[session.key]
+        self._last_used[session.line_id] = time.monotonic()
         self.set_line(session.line_id, {})
 
     def free_line(self, target=None):
-        """A line that is up, may place calls to ``target`` (a number or a SIP URI) and has room; or None."""
-        for line in self.ctx.config["lines"]:
-            if self.free_channels(line) and _reaches(line, target):
-                return line["id"]
-        return None
+        """The line idle longest that is up, may place calls to ``target`` (a number or SIP URI) and has room.
+
+        Idle longest, not first in the list: a line whose call just ended may be ringing
+        with the next caller before the engine hears of it (a dial there fails "busy", and
+        picking it again would fail again), and the SIMs' minutes wear evenly. None if none.
+        """
+        free = [line["id"] for line in self.ctx.config["lines"] if self.free_channels(line) and _reaches(line, target)]
+        return min(free, key=lambda line_id: self._last_used.get(line_id, float("-inf")), default=None)
 
     def free_line_count(self):
         """How many calls could be placed now, over every line."""

@@ -2,10 +2,11 @@
 
 A frame is late when the clock thread cannot run at its deadline: on a busy box the web
 UI (a report, a backup) and the after-call work (ffmpeg, espeak-ng) compete for the same
-cores. Linux schedules threads, not processes, and a child inherits its thread's nice
-value, so each thread says what it is: the clock takes SCHED_FIFO, the after-call and
-phrase workers (and the ffmpeg and espeak-ng they start) a higher nice value, and the
-web UI process a slightly higher one.
+cores, and the clock can also wait for the GIL held by another engine thread that is
+itself waiting for a CPU. Linux schedules threads, not processes, and a child inherits
+its thread's nice value, so each thread says what it is: the engine starts at nice -5,
+the clock takes SCHED_FIFO, the after-call and phrase workers (and the ffmpeg and
+espeak-ng they start) nice 10, and the web UI process nice 5.
 """
 import logging
 import os
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 # hotline-engine.service allows it with LimitRTPRIO=; a tick sleeps most of its 20 ms and
 # the kernel's real-time throttling caps what a runaway tick could take.
 CLOCK_PRIORITY = 10
+# The engine's threads above ordinary programs: the clock may wait for the GIL, and the
+# thread holding it must not then wait for the CPU behind the web UI or a browser.
+ENGINE_NICE = -5
 BACKGROUND_NICE = 10  # after-call work: compression, retention, speaking phrases
 WEB_NICE = 5  # the web UI: a page may wait a few ms more; a frame may not
 
@@ -30,6 +34,16 @@ def claim_real_time(priority=CLOCK_PRIORITY):
         log.warning("media clock: no real-time priority (%s); frames may be late on a busy box", reason)
         return f"normal ({reason})"
     return f"SCHED_FIFO {priority}"
+
+
+def raise_priority(nice=ENGINE_NICE):
+    """Lower the calling thread's nice value to ``nice`` where permitted (threads made later inherit it)."""
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) > nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except (AttributeError, OSError) as err:  # unprivileged: the unit's Nice= set it, or nobody did
+        log.info("engine stays at nice %s (%s)", os.getpriority(os.PRIO_PROCESS, tid), err)
 
 
 def lower_priority(nice=BACKGROUND_NICE):

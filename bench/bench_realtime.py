@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,11 +35,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import requests  # noqa: E402
 
 from appliance import accounts  # noqa: E402
-from appliance.config import ConfigStore, demo_config  # noqa: E402
+from appliance.config import demo_config  # noqa: E402
 from appliance.control import ControlClient  # noqa: E402
+from appliance.errors import ApplianceError  # noqa: E402
 from appliance.journal import JOURNAL_FILE, Journal  # noqa: E402
 from bench.bench_reports import DAYS, SEASON_START, fill  # noqa: E402
-from bench.bench_soak import wait_until_up  # noqa: E402
+from bench.bench_soak import running_box  # noqa: E402
 
 CALLS = 8
 LINES = 2 * CALLS  # a caller's line and its operator's line per bridged call
@@ -53,11 +53,16 @@ PASSWORD = "bench-realtime-password"
 
 
 def realtime_config():
-    """The demo box with 16 lines, 8 operators and a flow that queues every caller."""
+    """The demo box with 16 lines, 8 operators and a flow that queues every caller.
+
+    Callers ring gsm1-gsm8, which take no outgoing calls; the operators are rung over
+    gsm9-gsm16. (On a box whose lines do both, a caller may find a line busy with an
+    operator's call: another test.)
+    """
     config = demo_config()
     config["lines"] = [{"id": f"gsm{n}", "name": f"SIM {n}", "driver": "sim7600", "port": f"dev/gsm{n}-at",
                         "audio_port": f"dev/gsm{n}-audio", "enabled": True, "power": {"kind": "virtual"},
-                        "flow": "queue"} for n in range(1, LINES + 1)]
+                        "flow": "queue", "outbound": n > CALLS} for n in range(1, LINES + 1)]
     config["operators"] = [{"id": f"op{n}", "name": f"Operator {n}", "number": f"+3597000002{n:02d}",
                             "groups": ["admissions"], "wrap_up_seconds": 0} for n in range(1, CALLS + 1)]
     config["flows"].append({"id": "queue", "name": "Straight to the queue", "start": "q",
@@ -73,8 +78,7 @@ def realtime_config():
 
 
 def prepare(data_dir):
-    """The configuration, a season in the journal, an admin and an API token; returns the token."""
-    ConfigStore(data_dir).save(realtime_config())
+    """A season in the journal, an admin and an API token; returns the token."""
     book = Journal.open(os.path.join(data_dir, JOURNAL_FILE))
     try:
         fill(book.conn, SEASON_ROWS)
@@ -91,26 +95,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_box(data_dir, port):
-    """Twin, engine and web UI of the box in ``data_dir``; yields the engine's control client."""
-    processes = []
-    try:
-        for command in (["twin"], ["engine"], ["web", "--port", str(port)]):
-            log = open(os.path.join(data_dir, f"{command[0]}.log"), "ab")
-            processes.append(subprocess.Popen([sys.executable, "-m", "appliance.cli", *command, "--data", data_dir],
-                                              stdout=log, stderr=subprocess.STDOUT))
-            log.close()
-        engine = ControlClient(os.path.join(data_dir, "engine.sock"), timeout=10)
-        wait_until_up(engine, timeout=120)
-        wait_for_web(port)
-        yield engine
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=60)
-
-
 def wait_for_web(port, timeout=60):
     """Wait until the web UI answers."""
     deadline = time.monotonic() + timeout
@@ -122,14 +106,18 @@ def wait_for_web(port, timeout=60):
     raise SystemExit("the web UI did not come up")
 
 
+def csrf_token(session, url):
+    """The CSRF token of the form on the page at ``url``."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', session.get(url, timeout=30).text).group(1)
+
+
 def log_in(base):
-    """A requests session logged in as the bench's admin, and its CSRF token."""
+    """A requests session logged in as the bench's admin, and the system page's CSRF token."""
     session = requests.Session()
-    page = session.get(f"{base}/login", timeout=10).text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token(session, f"{base}/login")
     session.post(f"{base}/login", data={"csrf_token": token, "username": "bench", "password": PASSWORD},
                  timeout=10).raise_for_status()
-    return session, token
+    return session, csrf_token(session, f"{base}/system/")  # a new session after login: a new token
 
 
 class Load:
@@ -139,7 +127,7 @@ class Load:
         self.base, self.token, self.data_dir = base, token, data_dir
         self.stop = threading.Event()
         self.counts = {"calls": 0, "unanswered calls": 0, "reports": 0, "report errors": 0, "backups": 0,
-                       "backup bytes": 0, "page errors": 0}
+                       "backup errors": 0, "backup bytes": 0, "page errors": 0}
         self._lock = threading.Lock()
         self._threads = []
 
@@ -164,8 +152,13 @@ class Load:
         n = 0
         while not self.stop.is_set():
             n += 1
-            result = twin.request("call", line=f"gsm{index}", hold=CALL_SECONDS, digits="",
-                                  **{"from": f"+35988{index:02d}{n:05d}"})
+            try:
+                result = twin.request("call", line=f"gsm{index}", hold=CALL_SECONDS, digits="",
+                                      **{"from": f"+35988{index:02d}{n:05d}"})
+            except ApplianceError:  # the twin refused: the number was busy
+                self.count("unanswered calls")
+                self.stop.wait(1.0)
+                continue
             self.count("calls" if result["answered"] else "unanswered calls")
 
     def reporter(self):
@@ -184,11 +177,14 @@ class Load:
         session, csrf = log_in(self.base)
         pause = 30.0  # the first one early in the window, with a few recordings to carry
         while not self.stop.wait(pause):
-            with session.post(f"{self.base}/system/backup", data={"csrf_token": csrf, "recordings": "1"},
-                              stream=True, timeout=300) as reply:
-                reply.raise_for_status()
-                self.count("backup bytes", sum(len(chunk) for chunk in reply.iter_content(65536)))
-            self.count("backups")
+            try:
+                with session.post(f"{self.base}/system/backup", data={"csrf_token": csrf, "recordings": "1"},
+                                  stream=True, timeout=300) as reply:
+                    reply.raise_for_status()
+                    self.count("backup bytes", sum(len(chunk) for chunk in reply.iter_content(65536)))
+                self.count("backups")
+            except requests.RequestException:
+                self.count("backup errors")  # the web UI's log says why
             pause = BACKUP_EVERY
 
     def browsers(self):
@@ -233,7 +229,9 @@ def main(argv=None):
         token = prepare(data_dir)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        with running_box(data_dir, port) as engine:
+        with running_box(data_dir, realtime_config(), web_port=port):
+            engine = ControlClient(os.path.join(data_dir, "engine.sock"), timeout=10)
+            wait_for_web(port)
             load = Load(base, token, data_dir)
             load.start(*[(load.caller, (n,)) for n in range(1, CALLS + 1)],
                        (load.reporter, ()), (load.backer_up, ()), (load.browsers, ()))

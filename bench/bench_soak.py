@@ -43,17 +43,21 @@ def soak_config():
 
 
 @contextlib.contextmanager
-def running_box(data_dir, config=None):
-    """Twin and engine of a fresh box in ``data_dir`` (the soak's configuration by default); yields the engine's pid."""
+def running_box(data_dir, config=None, web_port=None):
+    """Twin and engine (and the web UI on ``web_port``) of a box in ``data_dir``; yields the engine's pid.
+
+    The configuration is the soak's unless ``config`` is given.
+    """
     ConfigStore(data_dir).save(config or soak_config())
+    commands = [["twin"], ["engine"]] + ([["web", "--port", str(web_port)]] if web_port else [])
     processes = []
     try:
-        for command in ("twin", "engine"):
-            log = open(os.path.join(data_dir, f"{command}.log"), "ab")
-            processes.append(subprocess.Popen([sys.executable, "-m", "appliance.cli", command, "--data", data_dir],
+        for command in commands:
+            log = open(os.path.join(data_dir, f"{command[0]}.log"), "ab")
+            processes.append(subprocess.Popen([sys.executable, "-m", "appliance.cli", *command, "--data", data_dir],
                                               stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        wait_until_up(ControlClient(os.path.join(data_dir, "engine.sock"), timeout=10))
+        wait_until_up(ControlClient(os.path.join(data_dir, "engine.sock"), timeout=10), timeout=120)
         yield processes[1].pid
     finally:
         for process in reversed(processes):

@@ -5,6 +5,7 @@ import json
 import os
 import sqlite3
 import tarfile
+import threading
 
 import pytest
 
@@ -179,6 +180,32 @@ def test_the_streamed_backup_is_the_same_archive_format(source, tmp_path):
             handle.write(chunk)
     staged = backup.check_archive(path, str(tmp_path / "check"))
     assert staged.manifest["includes_recordings"] and staged.has("recordings")
+
+
+def test_recordings_compressed_while_the_backup_runs_are_in_it_as_one_or_the_other(source, tmp_path):
+    """The after-call worker writes call-N.ogg, then removes call-N.wav, while a backup reads the folder."""
+    day = os.path.join(source, "recordings", "2026", "12", "08")
+    calls = range(1, 401)
+    for n in calls:
+        write(source, os.path.join(day, f"call-{n}.wav"), b"RIFF" + bytes(2000))
+    stop = threading.Event()
+
+    def compress():
+        for n in calls:
+            if stop.is_set():
+                return
+            write(source, os.path.join(day, f"call-{n}.ogg"), b"OggS" + bytes(200))
+            os.remove(os.path.join(day, f"call-{n}.wav"))
+
+    worker = threading.Thread(target=compress)
+    worker.start()
+    try:
+        manifest = make_backup(source, str(tmp_path / "during.tar.gz"), include_recordings=True)
+    finally:
+        stop.set()
+        worker.join()
+    names = {entry["path"].rsplit("/", 1)[-1] for entry in manifest["files"]}
+    assert all({f"call-{n}.wav", f"call-{n}.ogg"} & names for n in calls)
 
 
 def test_an_abandoned_download_leaves_no_snapshot(source):

@@ -250,6 +250,21 @@ def test_a_caller_who_hangs_up_while_ringing_is_missed_and_gets_a_call_back_and_
         ("sms", CALLER, "call.missed.sms")]
 
 
+def test_a_call_goes_out_on_the_line_idle_longest(make_box):
+    """Not the first free line: the one whose call just ended may already ring with the next caller."""
+    box = make_box(_two_operators("ring_all"))
+    board, number = box.engine.board, "+359888000777"
+    assert board.free_line(number) == "gsm1"  # none used yet: the first in the list
+    for line_id in ("gsm1", "gsm3"):
+        box.report(line_id, "incoming", number=CALLER)
+        box.report(line_id, "ended", cause="remote")
+    assert board.free_line(number) == "gsm2"  # never used
+    box.report("gsm2", "incoming", number=CALLER)
+    assert board.free_line(number) == "gsm1"  # idle since before gsm3's call
+    box.report("gsm2", "ended", cause="remote")
+    assert board.free_line(number) == "gsm1"
+
+
 def test_a_blacklisted_caller_is_refused_without_an_answer(make_box):
     config = _config()
     config["blacklist"] = [{"number": "+359888*"}]
@@ -394,7 +409,7 @@ def test_round_robin_rings_one_operator_then_the_next_on_no_answer(make_box):
     assert box.line("gsm2").done[-1] == "hangup"
     box.report("gsm2", "ended", cause="no answer")
     box.pass_time(0.3)
-    assert box.line("gsm2").done[-1] == "dial +359700000200"  # the first free line again
+    assert box.line("gsm3").done == ["dial +359700000200"]  # the line idle longest, not gsm2 again
     rung = [e["operator"] for e in box.journal.get_call(caller.id)["events"] if e["kind"] == "operator_rung"]
     assert rung == ["op1", "op2"]
 

@@ -5,7 +5,7 @@ import subprocess
 import threading
 
 from appliance.media import MediaClock
-from appliance.priority import claim_real_time, lower_priority
+from appliance.priority import ENGINE_NICE, claim_real_time, lower_priority, raise_priority
 
 
 def in_thread(work):
@@ -57,3 +57,13 @@ def test_lowering_never_raises_a_thread_above_where_it_is():
         lower_priority(3)  # asks for less: stays at 12
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert in_thread(twice) == max(12, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+
+def test_the_engine_thread_goes_above_ordinary_programs_where_it_may():
+    def raised():
+        raise_priority()
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    after = in_thread(raised)
+    may = os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - ENGINE_NICE
+    assert after == (min(before, ENGINE_NICE) if may else before)
