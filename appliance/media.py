@@ -25,6 +25,7 @@ from .priority import claim_real_time
 
 log = logging.getLogger(__name__)
 
+LATE_LOG_SECONDS = 10.0  # at most one "tick late" warning this often
 STUCK_TICK_SECONDS = 2.0  # a tick this long is a bug elsewhere: the engine stops waiting for it
 
 
@@ -347,6 +348,7 @@ class MediaClock:
         self.max_late_ms = 0.0
         self.busy_seconds = 0.0
         self.scheduling = "not started"
+        self._late_logged = float("-inf")
         self._thread = threading.Thread(target=self._run, name="media-clock", daemon=True)
 
     def start(self):
@@ -403,4 +405,14 @@ class MediaClock:
         self.ticks += 1
         if lateness > FRAME_SECONDS:
             self.late_ticks += 1
+            self._say_late(lateness)
         self.max_late_ms = max(self.max_late_ms, lateness * 1000)
+
+    def _say_late(self, lateness):
+        # Logged, at most once every LATE_LOG_SECONDS, so that a late tick can be matched
+        # with what the box was doing then (the journal, a backup, a compression).
+        now = time.monotonic()
+        if now - self._late_logged >= LATE_LOG_SECONDS:
+            self._late_logged = now
+            log.warning("media clock: a tick started %.0f ms late (%d late of %d so far)",
+                        lateness * 1000, self.late_ticks, self.ticks)

@@ -1,4 +1,5 @@
 """Media: frames, mixing, players, recorders and an audio port that never blocks."""
+import logging
 import os
 import wave
 
@@ -140,3 +141,15 @@ def test_a_late_frame_does_not_split_a_held_key(tmp_path):
     for _ in range(20):
         media.tick()
     assert digits == ["5"]
+
+
+def test_a_late_tick_is_logged_with_its_lateness_at_most_every_ten_seconds(caplog):
+    from appliance.media import FRAME_SECONDS, MediaClock
+    clock = MediaClock()
+    with caplog.at_level(logging.WARNING, logger="appliance.media"):
+        clock._count(0.001)  # on time
+        clock._count(FRAME_SECONDS + 0.043)
+        clock._count(FRAME_SECONDS + 0.1)  # within ten seconds of the last warning: counted, not logged
+    assert clock.stats()["late_ticks"] == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        "media clock: a tick started 63 ms late (1 late of 2 so far)"]
