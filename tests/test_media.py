@@ -6,7 +6,7 @@ import wave
 import numpy as np
 import pytest
 
-from appliance.media import FRAME_BYTES, Player, Recorder, mix
+from appliance.media import FRAME_BYTES, FRAME_SECONDS, MediaClock, Player, Recorder, mix
 from firmware.audio import SerialAudioPort
 from hardware.virtual.pty import PtyPort
 
@@ -144,7 +144,6 @@ def test_a_late_frame_does_not_split_a_held_key(tmp_path):
 
 
 def test_a_late_tick_is_logged_with_its_lateness_at_most_every_ten_seconds(caplog):
-    from appliance.media import FRAME_SECONDS, MediaClock
     clock = MediaClock()
     with caplog.at_level(logging.WARNING, logger="appliance.media"):
         clock._count(0.001)  # on time
