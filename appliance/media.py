@@ -108,8 +108,11 @@ class Tone:
 RINGBACK = {"frequencies": (425,), "cadence": (1000, 4000)}
 
 
+WAV_HEADER_BYTES = 44
+
+
 def wav_header(channels, data_bytes):
-    """The 44-byte header of a 16-bit PCM WAV at SAMPLE_RATE holding ``data_bytes`` of audio."""
+    """The WAV_HEADER_BYTES header of a 16-bit PCM WAV at SAMPLE_RATE holding ``data_bytes`` of audio."""
     block = 2 * channels
     return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels,
                        SAMPLE_RATE, SAMPLE_RATE * block, block, 16, b"data", data_bytes)
@@ -132,19 +135,17 @@ class Recorder:
         self.path = path
         self.stereo = stereo
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._channels = 2 if stereo else 1
         self._file = open(path + ".part", "wb", buffering=0)
-        self._file.write(wav_header(2 if stereo else 1, 0))  # sizes 0 until finished (salvage reads the length)
+        self._file.write(wav_header(self._channels, 0))  # sizes 0 until finished (salvage reads the length)
         self._heard = []
         self._said = []
-        self._quiet = True  # nothing but SILENCE said since the last batch: mono needs no mixing
         self.frames = 0
 
     def write(self, heard, said=SILENCE):
         """Append one frame: ``heard`` from the caller, ``said`` to the caller."""
         self._heard.append(heard)
         self._said.append(said)
-        if said is not SILENCE:
-            self._quiet = False
         self.frames += 1
         if len(self._heard) >= self.BATCH_FRAMES:
             self.flush()
@@ -159,9 +160,9 @@ class Recorder:
             both[0::2] = np.frombuffer(heard, dtype="<i2")
             both[1::2] = np.frombuffer(b"".join(self._said), dtype="<i2")
             heard = both.tobytes()
-        elif not self._quiet:
-            heard = mix(heard, b"".join(self._said))
-        self._heard, self._said, self._quiet = [], [], True
+        else:
+            heard = mix(heard, b"".join(self._said))  # silence said adds nothing
+        self._heard, self._said = [], []
         self._file.write(heard)
 
     @property
@@ -174,8 +175,9 @@ class Recorder:
         if self._file is None:
             return self.path
         self.flush()
+        data_bytes = self._file.tell() - WAV_HEADER_BYTES  # what was written, not what was meant to be
         self._file.seek(0)
-        self._file.write(wav_header(2 if self.stereo else 1, self.frames * FRAME_BYTES * (2 if self.stereo else 1)))
+        self._file.write(wav_header(self._channels, data_bytes))
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None

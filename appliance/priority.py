@@ -38,18 +38,20 @@ def claim_real_time(priority=CLOCK_PRIORITY):
 
 def raise_priority(nice=ENGINE_NICE):
     """Lower the calling thread's nice value to ``nice`` where permitted (threads made later inherit it)."""
-    tid = threading.get_native_id()
-    try:
-        if os.getpriority(os.PRIO_PROCESS, tid) > nice:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except (AttributeError, OSError) as err:  # unprivileged: the unit's Nice= set it, or nobody did
-        log.info("engine stays at nice %s (%s)", os.getpriority(os.PRIO_PROCESS, tid), err)
+    _renice(min, nice, logging.INFO)  # unprivileged: the unit's Nice= set it, or nobody did
 
 
 def lower_priority(nice=BACKGROUND_NICE):
     """Raise the calling thread's nice value to ``nice`` (the processes it starts inherit it)."""
+    _renice(max, nice, logging.WARNING)
+
+
+def _renice(keep, nice, level):
+    """Set the calling thread's nice value to ``keep(nice, now)``; log at ``level`` when refused."""
+    tid = threading.get_native_id()
     try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        if keep(nice, now) != now:
+            os.setpriority(os.PRIO_PROCESS, tid, keep(nice, now))
     except (AttributeError, OSError) as err:
-        log.warning("cannot lower the priority of thread %s: %s", threading.current_thread().name, err)
+        log.log(level, "thread %s stays at its nice value: %s", threading.current_thread().name, err)

@@ -36,7 +36,7 @@ SAMPLE_RATE = 8000
 
 
 def speech(tmp):
-    """The caller's and the operator's speech-like audio, as frames and as WAV files."""
+    """The caller's and the operator's speech-like audio (bench_bridge's) as WAV files."""
     from bench.bench_bridge import CALLER_FRAMES, OPERATOR_FRAMES
     paths = []
     for name, frames in (("caller", CALLER_FRAMES), ("operator", OPERATOR_FRAMES)):
@@ -47,7 +47,7 @@ def speech(tmp):
             wav.setframerate(SAMPLE_RATE)
             wav.writeframes(b"".join(frames))
         paths.append(path)
-    return (CALLER_FRAMES, OPERATOR_FRAMES), paths
+    return paths
 
 
 def measure(seconds):
@@ -91,7 +91,7 @@ def pjsip_call(pj, tmp, index, wavs):
 def run_pjsip(calls, seconds, tmp):
     """pjsua2's conference bridge: per call two players into one recorder; returns (cpu, wall, {})."""
     import pjsua2 as pj
-    _, (caller_wav, operator_wav) = speech(tmp)
+    caller_wav, operator_wav = speech(tmp)
     ep = pj.Endpoint()
     ep.libCreate()
     config = pj.EpConfig()

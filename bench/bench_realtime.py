@@ -210,7 +210,7 @@ class Load:
             browser.close()
 
 
-def window(engine, load, seconds):
+def window(engine, seconds):
     """The clock's counts over ``seconds`` of load: (ticks, late ticks, worst lateness ms or None)."""
     before = engine.request("status")["media"]
     time.sleep(seconds)
@@ -240,7 +240,7 @@ def main(argv=None):
             time.sleep(15)  # the callers are through the queue, the pages open
             bridged = sum(1 for call in engine.request("status")["calls"]
                           if call["role"] == "operator" and call["talk_seconds"] is not None)
-            ticks, late, worst, before = window(engine, load, args.minutes * 60)
+            ticks, late, worst, before = window(engine, args.minutes * 60)
             load.join()
     print(f"real time under load, {args.minutes:g} min on this machine ({os.cpu_count()} cores):")
     print(f"  {CALLS} callers at a time on {LINES} virtual lines ({bridged} bridged when the window opened), "

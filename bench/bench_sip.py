@@ -139,8 +139,7 @@ def run_sipp(port, rate, calls, limit, workdir, period_ms=1000):
     last = rows[-1]
     return {"placed": int(last["OutgoingCall(C)"]), "successful": int(last["SuccessfulCall(C)"]),
             "failed": int(last["FailedCall(C)"]), "most_at_once": max(int(r["CurrentCall"]) for r in rows),
-            "answer_seconds": _sipp_seconds(last.get("ResponseTime1(C)")),
-            "call_seconds": _sipp_seconds(last.get("CallLength(C)"))}
+            "answer_seconds": _sipp_seconds(last.get("ResponseTime1(C)"))}
 
 
 def _sipp_seconds(stamp):
